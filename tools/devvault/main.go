@@ -1,0 +1,239 @@
+// Command devvault runs HashiCorp Vault's real core with in-memory (or
+// file) storage, the way `vault server -dev` does, for the tests and local
+// runs of caddy-apppw.
+//
+// The full `vault` CLI does not build from the module proxy (see
+// ../../shared/VAULT.md), so this embeds only the parts the project needs:
+// the core, the HTTP API, the KV secrets engine and the AppRole and
+// Kubernetes auth methods. It lives in its own Go module so that the
+// product's go.mod never carries Vault's server.
+//
+// Usage:
+//
+//	devvault -addr 127.0.0.1:0 -root-token root [-kv-version 2]
+//	         [-tls-cert f -tls-key f [-tls-client-ca f]] [-data-dir d]
+//
+// Once it serves it prints one line, "VAULT_ADDR=<url>", on stdout, so a
+// caller can wait for readiness without polling. SIGTERM or SIGINT stops it.
+//
+// With -data-dir the storage is a directory and the unseal key is kept in
+// it, so a killed and restarted devvault comes back unsealed with the same
+// data. That exists for fault-injection tests; it is not a way to keep
+// secrets.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	log "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/helper/namespace"
+	vaulthttp "github.com/hashicorp/vault/http"
+	"github.com/hashicorp/vault/internalshared/configutil"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/hashicorp/vault/sdk/physical"
+	"github.com/hashicorp/vault/sdk/physical/file"
+	"github.com/hashicorp/vault/sdk/physical/inmem"
+	"github.com/hashicorp/vault/vault"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "devvault:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("addr", "127.0.0.1:8200", "listen address (port 0 picks a free port)")
+	rootToken := flag.String("root-token", "root", "ID of the root token to create")
+	kvVersion := flag.String("kv-version", "2", `KV version of the "secret/" mount ("1", "2", or "" for none)`)
+	tlsCert := flag.String("tls-cert", "", "serve TLS with this PEM certificate")
+	tlsKey := flag.String("tls-key", "", "PEM private key for -tls-cert")
+	clientCA := flag.String("tls-client-ca", "", "require client certificates signed by this PEM CA")
+	dataDir := flag.String("data-dir", "", "keep storage and the unseal key in this directory (default: memory)")
+	logLevel := flag.String("log-level", "warn", "Vault log level")
+	flag.Parse()
+
+	logger := log.New(&log.LoggerOptions{Name: "devvault", Level: log.LevelFromString(*logLevel), Output: os.Stderr})
+
+	var backend physical.Backend
+	var err error
+	if *dataDir != "" {
+		backend, err = file.NewFileBackend(map[string]string{"path": filepath.Join(*dataDir, "storage")}, logger)
+	} else {
+		backend, err = inmem.NewInmem(nil, logger)
+	}
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+
+	core, err := vault.NewCore(&vault.CoreConfig{
+		Physical:           backend,
+		Logger:             logger,
+		DisableMlock:       true,
+		BuiltinRegistry:    registry{},
+		LogicalBackends:    secretsPlugins,
+		CredentialBackends: credentialPlugins,
+	})
+	if err != nil {
+		return fmt.Errorf("core: %w", err)
+	}
+	defer core.Shutdown()
+
+	ctx := namespace.ContextWithNamespace(context.Background(), namespace.RootNamespace)
+	if err := initAndUnseal(ctx, core, *dataDir, *rootToken, *kvVersion); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if *tlsCert != "" {
+		cfg, err := serverTLS(*tlsCert, *tlsKey, *clientCA)
+		if err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, cfg)
+		scheme = "https"
+	}
+	handler := vaulthttp.Handler.Handler(&vault.HandlerProperties{
+		Core:           core,
+		ListenerConfig: &configutil.Listener{Address: ln.Addr().String()},
+	})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Printf("VAULT_ADDR=%s://%s\n", scheme, ln.Addr())
+	fmt.Fprintln(os.Stderr, "devvault: development server; storage is", storageWord(*dataDir), "and every secret vanishes when it stops")
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case <-sig:
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
+
+func storageWord(dataDir string) string {
+	if dataDir == "" {
+		return "in memory"
+	}
+	return "in " + dataDir
+}
+
+// initAndUnseal mirrors enableDev in Vault's command/server.go: one key
+// share, a root token with a known ID, and a KV mount at "secret/". With a
+// data directory a second start only unseals.
+func initAndUnseal(ctx context.Context, core *vault.Core, dataDir, rootToken, kvVersion string) error {
+	keyFile := filepath.Join(dataDir, "unseal.key")
+	inited, err := core.Initialized(ctx)
+	if err != nil {
+		return err
+	}
+	if inited {
+		if dataDir == "" {
+			return errors.New("memory storage is already initialized")
+		}
+		key, err := os.ReadFile(keyFile)
+		if err != nil {
+			return err
+		}
+		if ok, err := core.Unseal(key); err != nil || !ok {
+			return fmt.Errorf("unseal: %v", err)
+		}
+		return nil
+	}
+
+	init, err := core.Initialize(ctx, &vault.InitParams{
+		BarrierConfig: &vault.SealConfig{SecretShares: 1, SecretThreshold: 1, Name: "shamir"},
+	})
+	if err != nil {
+		return fmt.Errorf("initialize: %w", err)
+	}
+	if dataDir != "" {
+		if err := os.WriteFile(keyFile, init.SecretShares[0], 0o600); err != nil {
+			return err
+		}
+	}
+	if ok, err := core.Unseal(init.SecretShares[0]); err != nil || !ok {
+		return fmt.Errorf("unseal: %v", err)
+	}
+
+	if _, err := request(ctx, core, init.RootToken, "auth/token/create", map[string]any{
+		"id":                rootToken,
+		"policies":          []string{"root"},
+		"no_parent":         true,
+		"no_default_policy": true,
+	}); err != nil {
+		return fmt.Errorf("root token: %w", err)
+	}
+	if _, err := request(ctx, core, rootToken, "auth/token/revoke-orphan", map[string]any{"token": init.RootToken}); err != nil {
+		return fmt.Errorf("revoke initial root token: %w", err)
+	}
+	if kvVersion == "" {
+		return nil
+	}
+	_, err = request(ctx, core, rootToken, "sys/mounts/secret", map[string]any{
+		"type":    "kv",
+		"path":    "secret/",
+		"options": map[string]string{"version": kvVersion},
+	})
+	return err
+}
+
+func request(ctx context.Context, core *vault.Core, token, path string, data map[string]any) (*logical.Response, error) {
+	resp, err := core.HandleRequest(ctx, &logical.Request{
+		Operation:   logical.UpdateOperation,
+		ClientToken: token,
+		Path:        path,
+		Data:        data,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if resp.IsError() {
+		return nil, resp.Error()
+	}
+	return resp, nil
+}
+
+func serverTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate", clientCAFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
