@@ -1,0 +1,361 @@
+package caddyapppw
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// maxSaveAttempts bounds the check-and-set loop of one write. Each lost
+// round means another writer for the same user succeeded, and the rate
+// limit keeps those few.
+const maxSaveAttempts = 32
+
+// apiRequest is one call of the API, parsed once and passed down.
+type apiRequest struct {
+	r        *http.Request
+	route    route
+	userID   string // valid once past checkUser
+	password string
+	res      reservation
+}
+
+// serveAPI answers one request of the API and writes its log line.
+func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rt route, rawUserID string) {
+	start := time.Now()
+	req := &apiRequest{r: r, route: rt, userID: rawUserID}
+
+	status, e := h.answer(w, req)
+
+	h.logRequest(r, req, status, e, time.Since(start))
+}
+
+// answer runs the request and writes the answer. A panic becomes a bare
+// 500: its value may hold request data, so neither the client nor the log
+// sees it (the log gets the stack, which holds no values).
+func (h *Handler) answer(w http.ResponseWriter, req *apiRequest) (status int, e *apiError) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.logger.Error("panic while serving the API", zap.String("route", string(req.route)), zap.Stack("stack"))
+			e, status = errInternal, errInternal.status
+			writeError(w, e)
+		}
+	}()
+	body, e := h.handle(req)
+	if e != nil {
+		writeError(w, e)
+		return e.status, e
+	}
+	writeJSON(w, http.StatusOK, body)
+	return http.StatusOK, nil
+}
+
+// handle runs the checks of API.md in their order and then the route.
+func (h *Handler) handle(req *apiRequest) (any, *apiError) {
+	method := req.r.Method
+	if !slices.Contains(methods[req.route], method) {
+		return nil, errMethodNotAllowed(strings.Join(methods[req.route], ", "))
+	}
+	if req.route == routeScopes {
+		return scopesResponse{Success: true, Scopes: h.scopes.sorted}, nil
+	}
+
+	// 1. user_id; 2. BasicAuth. Neither counts toward the rate limit.
+	if !validUserID(req.userID) {
+		return nil, errInvalidUserID
+	}
+	user, password, e := basicAuth(req.r)
+	if e != nil {
+		return nil, e
+	}
+	if user != req.userID {
+		return nil, errUserMismatch
+	}
+	req.password = password
+
+	// 3. Rate limit: reserve an attempt now, count it or give it back
+	// once the outcome is known.
+	res, wait, ok := h.limiter.reserve(limiterKey(req.userID), h.now(), h.limits)
+	if !ok {
+		return nil, errRateLimited(retryAfterSeconds(wait))
+	}
+	req.res = res
+	defer req.res.release()
+
+	var body any
+	switch {
+	case req.route == routeAppPassword && method == http.MethodPost:
+		body, e = h.provision(req)
+	case req.route == routeAppPassword && method == http.MethodGet:
+		body, e = h.status(req)
+	case req.route == routeAppPassword && method == http.MethodDelete:
+		body, e = h.remove(req)
+	case req.route == routeAccess:
+		body, e = h.access(req)
+	case req.route == routeUserScopes:
+		body, e = h.updateScopes(req)
+	}
+	if (e != nil && e.counted) || (e == nil && method == http.MethodPost) {
+		req.res.commit(h.now())
+	}
+	return body, e
+}
+
+// provision is POST app-password: prove the password, then store it.
+func (h *Handler) provision(req *apiRequest) (any, *apiError) {
+	// 4. Format, counted: guessing costs attempts even when malformed.
+	if !h.format.valid(req.password) {
+		return nil, errPasswordFormat
+	}
+	// 5. Body.
+	data, e := readBody(req.r)
+	if e != nil {
+		return nil, e
+	}
+	body, e := parseBody(data, h.scopes)
+	if e != nil {
+		return nil, e
+	}
+	// 6. Nextcloud, as the login name Astrolabe sent if any.
+	login := req.userID
+	if body.username != nil {
+		login = *body.username
+	}
+	if e := h.checkNextcloud(req.r.Context(), login, req.password, req.userID, errInvalidPassword); e != nil {
+		return nil, e
+	}
+	// 7. Vault: optimistic create first, the common case and one round
+	// trip; a re-provision keeps the first created_at.
+	ctx, cancel := h.storeContext(req.r.Context())
+	defer cancel()
+	now := h.now().Unix()
+	_, e = h.save(ctx, req.userID, nil, func(old *Record) (*Record, *apiError) {
+		rec := &Record{
+			UserID: req.userID, AppPassword: req.password, Username: body.username,
+			Scopes: body.scopes, CreatedAt: now, UpdatedAt: now,
+		}
+		if old != nil {
+			rec.CreatedAt, rec.version = old.CreatedAt, old.version
+		}
+		return rec, nil
+	})
+	if e != nil {
+		return nil, e
+	}
+	return provisionResponse{Success: true, Message: "App password stored for " + req.userID, Scopes: body.scopes}, nil
+}
+
+// status is GET app-password.
+func (h *Handler) status(req *apiRequest) (any, *apiError) {
+	rec, e := h.loadAndAuthenticate(req, errInvalidPassword)
+	if e != nil {
+		return nil, e
+	}
+	return statusResponse{Success: true, UserID: req.userID, HasAppPassword: rec != nil}, nil
+}
+
+// remove is DELETE app-password.
+func (h *Handler) remove(req *apiRequest) (any, *apiError) {
+	rec, e := h.loadAndAuthenticate(req, errInvalidCreds)
+	if e != nil {
+		return nil, e
+	}
+	if rec == nil {
+		return messageResponse{Success: true, Message: "No app password found to delete"}, nil
+	}
+	ctx, cancel := h.storeContext(req.r.Context())
+	defer cancel()
+	if err := h.store.Delete(ctx, req.userID); err != nil {
+		return nil, errStorage.withCause(err)
+	}
+	return messageResponse{Success: true, Message: "App password deleted for " + req.userID}, nil
+}
+
+// access is GET access: the stored details without the secret.
+func (h *Handler) access(req *apiRequest) (any, *apiError) {
+	rec, e := h.loadAndAuthenticate(req, errInvalidCreds)
+	if e != nil {
+		return nil, e
+	}
+	if rec == nil {
+		return accessResponse{Success: true, UserID: req.userID}, nil
+	}
+	return accessResponse{
+		Success: true, UserID: req.userID, Provisioned: true,
+		Scopes: rec.Scopes, Username: rec.Username,
+		CreatedAt: &rec.CreatedAt, UpdatedAt: &rec.UpdatedAt,
+	}, nil
+}
+
+// updateScopes is PATCH scopes.
+func (h *Handler) updateScopes(req *apiRequest) (any, *apiError) {
+	data, e := readBody(req.r)
+	if e != nil {
+		return nil, e
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil, errBodyNotObject
+	}
+	body, e := parseBody(data, h.scopes)
+	if e != nil {
+		return nil, e
+	}
+	if !body.hasScopes {
+		return nil, errScopesNotList
+	}
+	rec, e := h.loadAndAuthenticate(req, errInvalidCreds)
+	if e != nil {
+		return nil, e
+	}
+	if rec == nil {
+		return nil, errNotProvisioned
+	}
+	ctx, cancel := h.storeContext(req.r.Context())
+	defer cancel()
+	now := h.now().Unix()
+	saved, e := h.save(ctx, req.userID, rec, func(old *Record) (*Record, *apiError) {
+		if old == nil {
+			return nil, errNotProvisioned
+		}
+		upd := *old
+		upd.Scopes, upd.UpdatedAt = body.scopes, now
+		return &upd, nil
+	})
+	if e != nil {
+		return nil, e
+	}
+	return scopesUpdatedResponse{Success: true, Message: "Scopes updated successfully", Scopes: saved.Scopes}, nil
+}
+
+// loadAndAuthenticate loads the user's record (nil if none) and proves the
+// request's password: accepted at once if it is the stored one, otherwise
+// checked against Nextcloud as the stored login name. The stored password
+// is compared in constant time, and against a dummy when there is no
+// record, so timing does not tell who has provisioned.
+func (h *Handler) loadAndAuthenticate(req *apiRequest, rejected *apiError) (*Record, *apiError) {
+	ctx, cancel := h.storeContext(req.r.Context())
+	rec, err := h.store.Load(ctx, req.userID)
+	cancel()
+	if errors.Is(err, ErrNotFound) {
+		rec, err = nil, nil
+	}
+	if err != nil {
+		return nil, errStorage.withCause(err)
+	}
+
+	stored, login := "", req.userID
+	if rec != nil {
+		stored = rec.AppPassword
+		if rec.Username != nil {
+			login = *rec.Username
+		}
+	}
+	if secretsEqual(stored, req.password) && rec != nil {
+		return rec, nil
+	}
+	if e := h.checkNextcloud(req.r.Context(), login, req.password, req.userID, rejected); e != nil {
+		return nil, e
+	}
+	return rec, nil
+}
+
+// checkNextcloud maps the outcome of a Nextcloud check to the API's
+// answers; rejected is the route's text for a wrong password.
+func (h *Handler) checkNextcloud(ctx context.Context, login, password, userID string, rejected *apiError) *apiError {
+	err := h.nextcloud.check(ctx, login, password, userID)
+	var (
+		statusErr    ncStatusError
+		bodyErr      ncBodyError
+		transportErr ncTransportError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errNCRejected):
+		return rejected
+	case errors.Is(err, errNCWrongUser):
+		return errUIDMismatch
+	case errors.As(err, &statusErr):
+		return errNCServer.withCause(err)
+	case errors.As(err, &bodyErr):
+		return errNCBadResponse.withCause(err)
+	case errors.As(err, &transportErr):
+		return errNCUnreachable.withCause(err)
+	}
+	return errNCUnreachable.withCause(err)
+}
+
+// save writes a record with check-and-set, retrying on a concurrent write:
+// build turns the current record (old, nil for none) into the one to
+// write. Starting from old avoids a read before the first try.
+func (h *Handler) save(ctx context.Context, userID string, old *Record, build func(old *Record) (*Record, *apiError)) (*Record, *apiError) {
+	for range maxSaveAttempts {
+		rec, e := build(old)
+		if e != nil {
+			return nil, e
+		}
+		err := h.store.Save(ctx, rec)
+		if err == nil {
+			return rec, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return nil, errStorage.withCause(err)
+		}
+		old, err = h.store.Load(ctx, userID)
+		if errors.Is(err, ErrNotFound) {
+			old, err = nil, nil
+		}
+		if err != nil {
+			return nil, errStorage.withCause(err)
+		}
+	}
+	return nil, errStorage.withCause(errors.New("too many concurrent writes for one user"))
+}
+
+// storeContext bounds all Vault work of one request by the Vault timeout.
+// It does not end when the client goes away: a write sequence that has
+// started (write, then destroy the old versions) runs to its end.
+func (h *Handler) storeContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(parent), time.Duration(h.Vault.Timeout))
+}
+
+// logRequest writes the one line each API request gets. It names the
+// route, never the path, and never a header: the password travels in
+// Authorization.
+func (h *Handler) logRequest(r *http.Request, req *apiRequest, status int, e *apiError, latency time.Duration) {
+	outcome := "ok"
+	if e != nil {
+		outcome = e.outcome
+	}
+	userID := req.userID
+	if !validUserID(userID) {
+		userID = "" // never log raw attacker input
+	}
+	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	fields := []zap.Field{
+		zap.String("route", string(req.route)),
+		zap.String("method", r.Method),
+		zap.String("user_id", userID),
+		zap.String("outcome", outcome),
+		zap.Int("status", status),
+		zap.String("client_ip", clientIP),
+		zap.Duration("latency", latency),
+	}
+	switch {
+	case status >= 500:
+		if e != nil && e.cause != nil {
+			fields = append(fields, zap.String("cause", e.cause.Error()))
+		}
+		h.logger.Error("app password request", fields...)
+	case status >= 400:
+		h.logger.Warn("app password request", fields...)
+	default:
+		h.logger.Info("app password request", fields...)
+	}
+}

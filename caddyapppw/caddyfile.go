@@ -1,0 +1,247 @@
+package caddyapppw
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("app_password", parseCaddyfile)
+	// Before the auth directives (and so before reverse_proxy): the API
+	// authenticates its own callers, and a site-wide basic_auth or
+	// forward_auth in front of it would demand credentials Astrolabe does
+	// not have.
+	httpcaddyfile.RegisterDirectiveOrder("app_password", httpcaddyfile.Before, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	app_password [<matcher>] {
+//	    prefix          <path>
+//	    password_format default|strict
+//	    scopes          <scope...>
+//	    nextcloud <url> {
+//	        timeout              <duration>
+//	        ca_cert              <pem_file>
+//	        insecure_skip_verify
+//	    }
+//	    vault [<address>] {
+//	        token       <token>
+//	        namespace   <namespace>
+//	        mount       <mount>
+//	        path_prefix <path>
+//	        kv_version  1|2
+//	        timeout     <duration>
+//	        max_retries <n>
+//	    }
+//	    rate_limit [<attempts> [<window>]] {
+//	        max_users <n>
+//	        zone      <name>
+//	    }
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "prefix":
+			err = oneArg(d, &h.Prefix)
+		case "password_format":
+			err = oneArg(d, &h.PasswordFormat)
+		case "scopes":
+			h.Scopes = append(h.Scopes, d.RemainingArgs()...)
+			if len(h.Scopes) == 0 {
+				err = d.ArgErr()
+			}
+		case "nextcloud":
+			err = h.unmarshalNextcloud(d)
+		case "vault":
+			err = h.unmarshalVault(d)
+		case "rate_limit":
+			err = h.unmarshalRateLimit(d)
+		default:
+			err = d.Errf("unrecognized app_password option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalNextcloud(d *caddyfile.Dispenser) error {
+	if h.Nextcloud == nil {
+		h.Nextcloud = new(NextcloudConfig)
+	}
+	nc := h.Nextcloud
+	if d.NextArg() {
+		nc.URL = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "url":
+			err = oneArg(d, &nc.URL)
+		case "timeout":
+			err = durationArg(d, &nc.Timeout)
+		case "ca_cert":
+			err = oneArg(d, &nc.CACert)
+		case "insecure_skip_verify":
+			nc.InsecureSkipVerify = true
+			if d.NextArg() {
+				err = d.ArgErr()
+			}
+		default:
+			err = d.Errf("unrecognized nextcloud option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalVault(d *caddyfile.Dispenser) error {
+	if h.Vault == nil {
+		h.Vault = new(VaultConfig)
+	}
+	v := h.Vault
+	if d.NextArg() {
+		v.Address = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "address":
+			err = oneArg(d, &v.Address)
+		case "token":
+			err = oneArg(d, &v.Token)
+		case "namespace":
+			err = oneArg(d, &v.Namespace)
+		case "mount":
+			err = oneArg(d, &v.Mount)
+		case "path_prefix":
+			err = oneArg(d, &v.PathPrefix)
+		case "kv_version":
+			err = intArg(d, &v.KVVersion)
+		case "timeout":
+			err = durationArg(d, &v.Timeout)
+		case "max_retries":
+			err = intArg(d, &v.MaxRetries)
+		default:
+			err = d.Errf("unrecognized vault option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser) error {
+	if h.RateLimit == nil {
+		h.RateLimit = new(RateLimitConfig)
+	}
+	rl := h.RateLimit
+	args := d.RemainingArgs()
+	if len(args) > 2 {
+		return d.ArgErr()
+	}
+	if len(args) >= 1 {
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n < 1 {
+			return d.Errf("rate_limit: attempts must be a positive integer, not '%s'", args[0])
+		}
+		rl.Attempts = n
+	}
+	if len(args) == 2 {
+		dur, err := caddy.ParseDuration(args[1])
+		if err != nil || dur <= 0 {
+			return d.Errf("rate_limit: window must be a positive duration, not '%s'", args[1])
+		}
+		rl.Window = caddy.Duration(dur)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "attempts":
+			err = intArg(d, &rl.Attempts)
+		case "window":
+			err = durationArg(d, &rl.Window)
+		case "max_users":
+			err = intArg(d, &rl.MaxUsers)
+		case "zone":
+			err = oneArg(d, &rl.Zone)
+		default:
+			err = d.Errf("unrecognized rate_limit option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// oneArg reads the single argument of the current option into dst.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// intArg reads a positive integer argument; -1 is accepted for options
+// where it means "none" (max_retries).
+func intArg(d *caddyfile.Dispenser, dst *int) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n == 0 || n < -1 || (n == -1 && opt != "max_retries") {
+		return d.Errf("%s: '%s' is not a positive integer", opt, s)
+	}
+	*dst = n
+	return nil
+}
+
+// durationArg reads a positive duration argument.
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur <= 0 {
+		return d.Errf("%s: '%s' is not a positive duration", opt, s)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,365 @@
+package caddyapppw
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/hashicorp/vault/api"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
+	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
+)
+
+// The tests that run Caddy share one dev Vault per package run (each test
+// uses its own path prefix) and run one at a time: Caddy has one running
+// config per process.
+
+var (
+	sharedVault     *devvault.Server
+	sharedVaultOnce sync.Once
+	sharedVaultErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedVault != nil {
+		sharedVault.Stop()
+	}
+	os.Exit(code)
+}
+
+func vaultServer(t *testing.T) *devvault.Server {
+	t.Helper()
+	sharedVaultOnce.Do(func() { sharedVault, sharedVaultErr = devvault.Run(devvault.Options{}) })
+	if sharedVaultErr != nil {
+		t.Fatal(sharedVaultErr)
+	}
+	return sharedVault
+}
+
+// fakeClock is the clock the handlers read in tests.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// env is one Caddy with the module in front of a recording backend, a
+// fake Nextcloud and the dev Vault.
+type env struct {
+	t        *testing.T
+	vault    *devvault.Server
+	nc       *fakenextcloud.Server
+	backend  *backend
+	clock    *fakeClock
+	base     string // http://127.0.0.1:port of the site
+	admin    string // host:port of the admin API
+	logFile  string
+	prefix   string // Vault path prefix of this test
+	settings string // extra lines of the app_password block
+	port     int
+	client   *http.Client
+}
+
+// newEnv starts everything and loads a Caddyfile whose app_password block
+// has the extra lines given.
+func newEnv(t *testing.T, settings string) *env {
+	t.Helper()
+	e := &env{
+		t:        t,
+		vault:    vaultServer(t),
+		nc:       fakenextcloud.New(t),
+		backend:  newBackend(t),
+		clock:    &fakeClock{t: time.Unix(1_800_000_000, 0)},
+		logFile:  filepath.Join(t.TempDir(), "caddy.log"),
+		prefix:   "test/" + strings.ReplaceAll(t.Name(), "/", "_"),
+		settings: settings,
+		port:     freePort(t),
+		admin:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		client:   &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+	}
+	e.base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
+	old := clock
+	clock = e.clock.Now
+	t.Cleanup(func() {
+		_ = caddy.Stop()
+		clock = old
+	})
+	e.load(e.caddyfile(settings))
+	return e
+}
+
+func (e *env) caddyfile(settings string) string {
+	return fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	auto_https off
+	log {
+		output file %s
+		format json
+		level DEBUG
+	}
+}
+
+http://127.0.0.1:%d {
+	app_password {
+		nextcloud %s
+		vault %s {
+			token %s
+			path_prefix %s
+		}
+		%s
+	}
+	reverse_proxy %s {
+		flush_interval -1
+	}
+}
+`, e.admin, e.logFile, e.port, e.nc.URL, e.vault.Addr, e.vault.Token, e.prefix, settings, e.backend.URL)
+}
+
+// load adapts a Caddyfile and runs it, as `caddy run` does.
+func (e *env) load(caddyfileText string) {
+	e.t.Helper()
+	cfg := adapt(e.t, caddyfileText)
+	if err := caddy.Load(cfg, true); err != nil {
+		e.t.Fatalf("loading config: %v", err)
+	}
+	// The old config's server closes its idle connections.
+	e.client.CloseIdleConnections()
+}
+
+// reload posts a new Caddyfile to the admin API's /load, as `caddy reload`
+// does.
+func (e *env) reload(caddyfileText string) {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+e.admin+"/load", strings.NewReader(caddyfileText))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		e.t.Fatalf("reload: %d %s", resp.StatusCode, body)
+	}
+	e.client.CloseIdleConnections()
+}
+
+func adapt(t *testing.T, caddyfileText string) []byte {
+	t.Helper()
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfileText), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v", err)
+	}
+	for _, w := range warnings {
+		if !strings.Contains(w.Message, "not formatted") {
+			t.Logf("adapt warning: %s", w.Message)
+		}
+	}
+	return cfg
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// answer is an HTTP answer read whole.
+type answer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// call sends one request to the site. auth is "user:password" for
+// BasicAuth, or a raw Authorization value when it starts with "raw:".
+func (e *env) call(method, path, auth, body string) answer {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	switch {
+	case strings.HasPrefix(auth, "raw:"):
+		req.Header.Set("Authorization", strings.TrimPrefix(auth, "raw:"))
+	case auth != "":
+		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(auth)))
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return answer{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+// expect checks status and exact body, and the headers every API answer
+// carries.
+func (a answer) expect(t *testing.T, status int, body string) {
+	t.Helper()
+	if a.status != status || a.body != body {
+		t.Fatalf("got %d %s\nwant %d %s", a.status, a.body, status, body)
+	}
+	if ct := a.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	if cc := a.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control = %q", cc)
+	}
+}
+
+// secretPath is where the record of uid lives in this test's Vault prefix.
+func (e *env) secretPath(uid string) string { return e.prefix + "/" + uid }
+
+// stored reads uid's record straight from Vault (nil when absent).
+func (e *env) stored(uid string) map[string]any {
+	e.t.Helper()
+	sec, err := e.vault.Root.KVv2("secret").Get(e.t.Context(), e.secretPath(uid))
+	if err != nil {
+		if strings.Contains(err.Error(), api.ErrSecretNotFound.Error()) {
+			return nil
+		}
+		e.t.Fatal(err)
+	}
+	return sec.Data
+}
+
+// readableVersions lists the versions of uid's secret whose data can still
+// be read.
+func (e *env) readableVersions(uid string) []int {
+	e.t.Helper()
+	versions, err := e.vault.Root.KVv2("secret").GetVersionsAsList(e.t.Context(), e.secretPath(uid))
+	if err != nil {
+		if strings.Contains(err.Error(), api.ErrSecretNotFound.Error()) {
+			return nil
+		}
+		e.t.Fatal(err)
+	}
+	var out []int
+	for _, v := range versions {
+		if !v.Destroyed && v.DeletionTime.IsZero() {
+			out = append(out, v.Version)
+		}
+	}
+	return out
+}
+
+// logLines returns the module's log lines (logger http.handlers.app_password).
+func (e *env) logLines() []map[string]any {
+	e.t.Helper()
+	data, err := os.ReadFile(e.logFile)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil && m["logger"] == "http.handlers.app_password" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// backend is the stand-in for the MCP server: it records what reaches it.
+type backend struct {
+	URL  string
+	mu   sync.Mutex
+	seen []seenRequest
+	srv  *http.Server
+	// sse, when set, receives a channel per streamed request on which the
+	// test releases each next event.
+	sse chan chan struct{}
+}
+
+type seenRequest struct {
+	method, uri string
+	header      http.Header
+	body        []byte
+}
+
+func newBackend(t *testing.T) *backend {
+	b := &backend{sse: make(chan chan struct{}, 1)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.URL = ln.Addr().String()
+	b.srv = &http.Server{Handler: http.HandlerFunc(b.serve)}
+	go func() { _ = b.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = b.srv.Close() })
+	return b
+}
+
+func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	b.mu.Lock()
+	b.seen = append(b.seen, seenRequest{method: r.Method, uri: r.RequestURI, header: r.Header.Clone(), body: body})
+	b.mu.Unlock()
+
+	if r.URL.Path == "/sse" {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		next := make(chan struct{})
+		b.sse <- next
+		for i := range 3 {
+			<-next
+			fmt.Fprintf(w, "event: progress\ndata: %d\n\n", i)
+			w.(http.Flusher).Flush()
+		}
+		return
+	}
+	w.Header().Set("X-Backend", "mcp")
+	w.WriteHeader(http.StatusTeapot)
+	_, _ = w.Write([]byte("backend:" + r.Method + " " + r.RequestURI))
+}
+
+func (b *backend) requests() []seenRequest {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]seenRequest(nil), b.seen...)
+}

@@ -1,0 +1,175 @@
+// Package devvault starts the project's dev Vault (tools/devvault: Vault's
+// real core with in-memory storage) for tests, on a free loopback port.
+package devvault
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Server is a running dev Vault.
+type Server struct {
+	Addr  string      // e.g. http://127.0.0.1:38211
+	Token string      // root token
+	Root  *api.Client // a client with the root token
+
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Options change how the server starts.
+type Options struct {
+	KVVersion string   // "2" (default), "1", or "none"
+	Args      []string // more devvault flags
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// Binary returns the path of the devvault binary: $DEVVAULT_BIN, or what
+// scripts/devvault-bin prints (building it when needed).
+func Binary() (string, error) {
+	binOnce.Do(func() {
+		if p := os.Getenv("DEVVAULT_BIN"); p != "" {
+			binPath = p
+			return
+		}
+		root, err := repoRoot()
+		if err != nil {
+			binErr = err
+			return
+		}
+		cmd := exec.Command("bash", filepath.Join(root, "scripts", "devvault-bin"))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			binErr = fmt.Errorf("scripts/devvault-bin: %w", err)
+			return
+		}
+		binPath = strings.TrimSpace(string(out))
+	})
+	return binPath, binErr
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "tools", "devvault", "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("devvault: cannot find the repository root (tools/devvault)")
+		}
+		dir = parent
+	}
+}
+
+// Start runs a dev Vault until the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, err := Run(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Run starts a dev Vault; the caller must Stop it.
+func Run(opts Options) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	token := randomToken()
+	kv := opts.KVVersion
+	switch kv {
+	case "":
+		kv = "2"
+	case "none":
+		kv = ""
+	}
+	args := append([]string{"-addr", "127.0.0.1:0", "-root-token", token, "-kv-version", kv}, opts.Args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &Server{Token: token, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case line, ok := <-lines:
+		if !ok || !strings.HasPrefix(line, "VAULT_ADDR=") {
+			s.Stop()
+			return nil, fmt.Errorf("devvault did not start (first line %q)", line)
+		}
+		s.Addr = strings.TrimPrefix(line, "VAULT_ADDR=")
+	case <-time.After(2 * time.Minute):
+		s.Stop()
+		return nil, errors.New("devvault did not print its address within 2 minutes")
+	}
+
+	cfg := api.DefaultConfig()
+	cfg.Address = s.Addr
+	if s.Root, err = api.NewClient(cfg); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.Root.SetToken(token)
+	return s, nil
+}
+
+// Stop ends the server and waits for it to exit.
+func (s *Server) Stop() {
+	if s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+func randomToken() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "root-" + hex.EncodeToString(b)
+}
