@@ -27,8 +27,9 @@ type Server struct {
 	Token string      // root token
 	Root  *api.Client // a client with the root token
 
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	done  chan struct{}
 }
 
 // Options change how the server starts.
@@ -110,9 +111,16 @@ func Run(opts Options) (*Server, error) {
 	case "none":
 		kv = ""
 	}
-	args := append([]string{"-addr", "127.0.0.1:0", "-root-token", token, "-kv-version", kv}, opts.Args...)
+	args := append([]string{"-addr", "127.0.0.1:0", "-root-token", token, "-kv-version", kv, "-exit-with-stdin"}, opts.Args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
+	// The server stops when this pipe closes, which the kernel does when
+	// this process dies, however it dies. Server keeps the write end
+	// referenced so the garbage collector does not close it.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -120,7 +128,7 @@ func Run(opts Options) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Server{Token: token, cmd: cmd, done: make(chan struct{})}
+	s := &Server{Token: token, cmd: cmd, stdin: stdin, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 
 	lines := make(chan string, 1)

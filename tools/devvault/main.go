@@ -12,6 +12,7 @@
 //
 //	devvault -addr 127.0.0.1:0 -root-token root [-kv-version 2]
 //	         [-tls-cert f -tls-key f [-tls-client-ca f]] [-data-dir d]
+//	         [-exit-with-stdin]
 //
 // Once it serves it prints one line, "VAULT_ADDR=<url>", on stdout, so a
 // caller can wait for readiness without polling. SIGTERM or SIGINT stops it.
@@ -29,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -64,6 +66,7 @@ func run() error {
 	clientCA := flag.String("tls-client-ca", "", "require client certificates signed by this PEM CA")
 	dataDir := flag.String("data-dir", "", "keep storage and the unseal key in this directory (default: memory)")
 	logLevel := flag.String("log-level", "warn", "Vault log level")
+	watchStdin := flag.Bool("exit-with-stdin", false, "stop when standard input closes (so a crashed parent leaves no server behind)")
 	flag.Parse()
 
 	logger := log.New(&log.LoggerOptions{Name: "devvault", Level: log.LevelFromString(*logLevel), Output: os.Stderr})
@@ -122,6 +125,12 @@ func run() error {
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	if *watchStdin {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			sig <- syscall.SIGTERM
+		}()
+	}
 	select {
 	case <-sig:
 	case err := <-errc:

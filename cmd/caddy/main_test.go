@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
+	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
+)
+
+// TestCaddyfileExampleAsOperatorsRunIt builds this command, runs it on
+// Caddyfile.example with its environment variables, and does what
+// Astrolabe does: the secret must land at the documented Vault path, and
+// everything else must reach the MCP upstream.
+func TestCaddyfileExampleAsOperatorsRunIt(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "caddy")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+
+	vault := devvault.Start(t, devvault.Options{})
+	nc := fakenextcloud.New(t)
+	nc.AddUser("alice", "alice@example.com", "Abcde-Fghij-Klmno-Pqrst-Uvwxy")
+	mcp := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "mcp saw %s %s", r.Method, r.URL.Path)
+	})}
+	mcpLn := listen(t)
+	go func() { _ = mcp.Serve(mcpLn) }()
+	t.Cleanup(func() { _ = mcp.Close() })
+
+	site := freeAddr(t)
+	cmd := exec.Command(bin, "run", "--config", "../../Caddyfile.example", "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(),
+		"SITE_ADDRESS=http://"+site,
+		"CADDY_ADMIN="+freeAddr(t),
+		"NEXTCLOUD_URL="+nc.URL,
+		"VAULT_ADDR="+vault.Addr,
+		"VAULT_TOKEN="+vault.Token,
+		"MCP_UPSTREAM="+mcpLn.Addr().String(),
+		"XDG_DATA_HOME="+t.TempDir(),
+		"XDG_CONFIG_HOME="+t.TempDir(),
+	)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	waitForLine(t, stderr, "serving initial configuration")
+
+	req, _ := http.NewRequest("POST", "http://"+site+"/api/v1/users/alice/app-password", strings.NewReader(`{"username": "alice@example.com"}`))
+	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:Abcde-Fghij-Klmno-Pqrst-Uvwxy")))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), `{"success":true,`) {
+		t.Fatalf("POST: %d %s", resp.StatusCode, body)
+	}
+	sec, err := vault.Root.KVv2("secret").Get(t.Context(), "nextcloud-mcp/app-passwords/alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec.Data["app_password"] != "Abcde-Fghij-Klmno-Pqrst-Uvwxy" || sec.Data["username"] != "alice@example.com" {
+		t.Fatalf("Vault holds %v", sec.Data)
+	}
+
+	resp, err = http.Get("http://" + site + "/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "mcp saw GET /mcp" {
+		t.Fatalf("pass-through: %d %s", resp.StatusCode, body)
+	}
+}
+
+// waitForLine reads r until a line contains want, then keeps draining it
+// so the process never blocks on a full pipe.
+func waitForLine(t *testing.T, r io.Reader, want string) {
+	t.Helper()
+	found := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(r)
+		seen := false
+		for sc.Scan() {
+			if !seen && strings.Contains(sc.Text(), want) {
+				close(found)
+				seen = true
+			}
+		}
+	}()
+	select {
+	case <-found:
+	case <-time.After(time.Minute):
+		t.Fatalf("caddy did not log %q within a minute", want)
+	}
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func freeAddr(t *testing.T) string {
+	ln := listen(t)
+	defer ln.Close()
+	return ln.Addr().String()
+}
