@@ -217,8 +217,8 @@ func TestNextcloudUnreachableAndTimeout(t *testing.T) {
 func TestVaultUnavailable(t *testing.T) {
 	e := newEnv(t, "")
 	e.nc.AddUser("alice", "", alicePW)
-	cf := strings.Replace(e.caddyfile(""), "vault "+e.vault.Addr, "vault http://127.0.0.1:1", 1)
-	e.load(cf)
+	e.vaultAddr = "http://127.0.0.1:1"
+	e.load(e.caddyfile(""))
 	for _, c := range []struct{ method, path string }{
 		{"POST", "/api/v1/users/alice/app-password"},
 		{"GET", "/api/v1/users/alice/app-password"},

@@ -37,6 +37,24 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	    vault [<address>] {
 //	        token       <token>
+//	        token_file  <file>
+//	        approle {
+//	            role_id|role_id_file <value>
+//	            secret_id|secret_id_file|secret_id_env <value>
+//	            wrapped
+//	            mount <path>
+//	        }
+//	        kubernetes [<role>] {
+//	            role       <role>
+//	            token_path <file>
+//	            mount      <path>
+//	        }
+//	        ca_cert         <pem_file>
+//	        ca_path         <dir>
+//	        client_cert     <pem_file>
+//	        client_key      <pem_file>
+//	        tls_server_name <name>
+//	        insecure_skip_verify
 //	        namespace   <namespace>
 //	        mount       <mount>
 //	        path_prefix <path>
@@ -104,9 +122,7 @@ func (h *Handler) unmarshalNextcloud(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &nc.CACert)
 		case "insecure_skip_verify":
 			nc.InsecureSkipVerify = true
-			if d.NextArg() {
-				err = d.ArgErr()
-			}
+			err = noArgs(d)
 		default:
 			err = d.Errf("unrecognized nextcloud option '%s'", d.Val())
 		}
@@ -147,6 +163,27 @@ func (h *Handler) unmarshalVault(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &v.Timeout)
 		case "max_retries":
 			err = intArg(d, &v.MaxRetries)
+		case "token_file":
+			err = oneArg(d, &v.TokenFile)
+		case "approle":
+			v.AppRole = new(AppRoleConfig)
+			err = unmarshalAppRole(d, v.AppRole)
+		case "kubernetes":
+			v.Kubernetes = new(KubernetesConfig)
+			err = unmarshalKubernetes(d, v.Kubernetes)
+		case "ca_cert":
+			err = oneArg(d, &v.CACert)
+		case "ca_path":
+			err = oneArg(d, &v.CAPath)
+		case "client_cert":
+			err = oneArg(d, &v.ClientCert)
+		case "client_key":
+			err = oneArg(d, &v.ClientKey)
+		case "tls_server_name":
+			err = oneArg(d, &v.TLSServerName)
+		case "insecure_skip_verify":
+			v.InsecureSkipVerify = true
+			err = noArgs(d)
 		default:
 			err = d.Errf("unrecognized vault option '%s'", d.Val())
 		}
@@ -197,6 +234,72 @@ func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser) error {
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func unmarshalAppRole(d *caddyfile.Dispenser, ar *AppRoleConfig) error {
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "role_id":
+			err = oneArg(d, &ar.RoleID)
+		case "role_id_file":
+			err = oneArg(d, &ar.RoleIDFile)
+		case "secret_id":
+			err = oneArg(d, &ar.SecretID)
+		case "secret_id_file":
+			err = oneArg(d, &ar.SecretIDFile)
+		case "secret_id_env":
+			err = oneArg(d, &ar.SecretIDEnv)
+		case "wrapped":
+			ar.Wrapped = true
+			err = noArgs(d)
+		case "mount":
+			err = oneArg(d, &ar.Mount)
+		default:
+			err = d.Errf("unrecognized approle option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unmarshalKubernetes(d *caddyfile.Dispenser, k *KubernetesConfig) error {
+	if d.NextArg() {
+		k.Role = d.Val()
+	}
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "role":
+			err = oneArg(d, &k.Role)
+		case "token_path":
+			err = oneArg(d, &k.TokenPath)
+		case "mount":
+			err = oneArg(d, &k.Mount)
+		default:
+			err = d.Errf("unrecognized kubernetes option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// noArgs refuses arguments after the current token.
+func noArgs(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
 	}
 	return nil
 }

@@ -84,6 +84,11 @@ type env struct {
 	settings string // extra lines of the app_password block
 	port     int
 	client   *http.Client
+	// vaultAddr and vaultAuth are the vault block's address and its
+	// auth lines; by default the dev Vault and its root token.
+	vaultAddr, vaultAuth string
+	mount                string
+	kv                   int // KV version of mount
 }
 
 // newEnv starts everything and loads a Caddyfile whose app_password block
@@ -104,6 +109,7 @@ func newEnv(t *testing.T, settings string) *env {
 		client:   &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
 	}
 	e.base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
+	e.vaultAddr, e.vaultAuth, e.mount, e.kv = e.vault.Addr, "token "+e.vault.Token, "secret", 2
 	old := clock
 	clock = e.clock.Now
 	t.Cleanup(func() {
@@ -130,7 +136,8 @@ http://127.0.0.1:%d {
 	app_password {
 		nextcloud %s
 		vault %s {
-			token %s
+			%s
+			mount %s
 			path_prefix %s
 		}
 		%s
@@ -139,7 +146,7 @@ http://127.0.0.1:%d {
 		flush_interval -1
 	}
 }
-`, e.admin, e.logFile, e.port, e.nc.URL, e.vault.Addr, e.vault.Token, e.prefix, settings, e.backend.URL)
+`, e.admin, e.logFile, e.port, e.nc.URL, e.vaultAddr, e.vaultAuth, e.mount, e.prefix, settings, e.backend.URL)
 }
 
 // load adapts a Caddyfile and runs it, as `caddy run` does.
@@ -257,7 +264,15 @@ func (e *env) secretPath(uid string) string { return e.prefix + "/" + uid }
 // stored reads uid's record straight from Vault (nil when absent).
 func (e *env) stored(uid string) map[string]any {
 	e.t.Helper()
-	sec, err := e.vault.Root.KVv2("secret").Get(e.t.Context(), e.secretPath(uid))
+	var (
+		sec *api.KVSecret
+		err error
+	)
+	if e.kv == 1 {
+		sec, err = e.vault.Root.KVv1(e.mount).Get(e.t.Context(), e.secretPath(uid))
+	} else {
+		sec, err = e.vault.Root.KVv2(e.mount).Get(e.t.Context(), e.secretPath(uid))
+	}
 	if err != nil {
 		if strings.Contains(err.Error(), api.ErrSecretNotFound.Error()) {
 			return nil
@@ -271,7 +286,7 @@ func (e *env) stored(uid string) map[string]any {
 // be read.
 func (e *env) readableVersions(uid string) []int {
 	e.t.Helper()
-	versions, err := e.vault.Root.KVv2("secret").GetVersionsAsList(e.t.Context(), e.secretPath(uid))
+	versions, err := e.vault.Root.KVv2(e.mount).GetVersionsAsList(e.t.Context(), e.secretPath(uid))
 	if err != nil {
 		if strings.Contains(err.Error(), api.ErrSecretNotFound.Error()) {
 			return nil

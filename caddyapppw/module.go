@@ -64,6 +64,7 @@ type Handler struct {
 	scopes    scopeSet
 	nextcloud *nextcloud
 	store     Store
+	vaultAuth *vaultAuth
 	limiter   *limiter
 	limits    limits
 	zone      string
@@ -106,6 +107,56 @@ type VaultConfig struct {
 	// Retries of a request that failed with a 5xx or a network error.
 	// Default: 2. Set -1 for none.
 	MaxRetries int `json:"max_retries,omitempty"`
+
+	// File holding the token, as a Vault Agent sink writes it. Re-read
+	// when it changes.
+	TokenFile string `json:"token_file,omitempty"`
+	// AppRole login.
+	AppRole *AppRoleConfig `json:"approle,omitempty"`
+	// Kubernetes service-account login.
+	Kubernetes *KubernetesConfig `json:"kubernetes,omitempty"`
+
+	// PEM file of the CA that signed Vault's certificate. Default:
+	// VAULT_CACERT.
+	CACert string `json:"ca_cert,omitempty"`
+	// Directory of PEM CA files. Default: VAULT_CAPATH.
+	CAPath string `json:"ca_path,omitempty"`
+	// Client certificate and key for mTLS. Default: VAULT_CLIENT_CERT,
+	// VAULT_CLIENT_KEY.
+	ClientCert string `json:"client_cert,omitempty"`
+	ClientKey  string `json:"client_key,omitempty"`
+	// Name to verify Vault's certificate against. Default:
+	// VAULT_TLS_SERVER_NAME.
+	TLSServerName string `json:"tls_server_name,omitempty"`
+	// Skip TLS verification. For labs only.
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
+}
+
+// AppRoleConfig is an AppRole login: a role id and a secret id.
+type AppRoleConfig struct {
+	// Role id, or a file holding it.
+	RoleID     string `json:"role_id,omitempty"`
+	RoleIDFile string `json:"role_id_file,omitempty"`
+	// Secret id: literal, in a file (re-read at each login), or in an
+	// environment variable. Exactly one.
+	SecretID     string `json:"secret_id,omitempty"`
+	SecretIDFile string `json:"secret_id_file,omitempty"`
+	SecretIDEnv  string `json:"secret_id_env,omitempty"`
+	// The secret id is a response-wrapping token to unwrap first.
+	Wrapped bool `json:"wrapped,omitempty"`
+	// Mount path of the auth method. Default: approle
+	Mount string `json:"mount,omitempty"`
+}
+
+// KubernetesConfig is a Kubernetes service-account login.
+type KubernetesConfig struct {
+	// Vault role to log in as. Required.
+	Role string `json:"role,omitempty"`
+	// Service-account token file. Default:
+	// /var/run/secrets/kubernetes.io/serviceaccount/token
+	TokenPath string `json:"token_path,omitempty"`
+	// Mount path of the auth method. Default: kubernetes
+	Mount string `json:"mount,omitempty"`
 }
 
 // RateLimitConfig bounds counted attempts per user.
@@ -149,16 +200,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	v := h.Vault
-	retries := v.MaxRetries
-	if retries < 0 {
-		retries = 0
-	}
-	client, err := newVaultClient(repl.ReplaceKnown(v.Address, ""), repl.ReplaceKnown(v.Token, ""),
-		repl.ReplaceKnown(v.Namespace, ""), time.Duration(v.Timeout), retries)
+	client, err := newVaultClient(v, repl)
 	if err != nil {
 		return fmt.Errorf("vault: %w", err)
 	}
-	h.store = &kvStore{client: client, mount: v.Mount, prefix: v.PathPrefix, version: v.KVVersion}
+	h.vaultAuth = newVaultAuth(client, v, h.logger)
+	h.store = &kvStore{client: client, auth: h.vaultAuth, mount: v.Mount, prefix: v.PathPrefix, version: v.KVVersion}
 
 	rl := h.RateLimit
 	h.limits = limits{attempts: rl.Attempts, window: time.Duration(rl.Window), maxUsers: rl.MaxUsers}
@@ -234,6 +281,9 @@ func (h *Handler) applyDefaults() error {
 	if v.MaxRetries == 0 {
 		v.MaxRetries = defaultRetries
 	}
+	if err := v.checkAuth(); err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
 
 	if h.RateLimit == nil {
 		h.RateLimit = new(RateLimitConfig)
@@ -274,6 +324,9 @@ func (h *Handler) Validate() error {
 func (h *Handler) Cleanup() error {
 	if h.limiter != nil {
 		releaseLimiter(h.zone)
+	}
+	if h.vaultAuth != nil {
+		h.vaultAuth.close()
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ const destroyWindow = 10
 // at <prefix>/<user_id>, in the layout the MCP server reads.
 type kvStore struct {
 	client  *api.Client
+	auth    *vaultAuth
 	mount   string
 	prefix  string
 	version int // KV engine version, 1 or 2
@@ -32,22 +33,22 @@ func (s *kvStore) secretPath(userID string) string {
 
 // Load implements Store.
 func (s *kvStore) Load(ctx context.Context, userID string) (*Record, error) {
-	var (
-		sec *api.KVSecret
-		err error
-	)
-	if s.version == 1 {
-		sec, err = s.client.KVv1(s.mount).Get(ctx, s.secretPath(userID))
-	} else {
-		sec, err = s.client.KVv2(s.mount).Get(ctx, s.secretPath(userID))
-	}
+	var sec *api.KVSecret
+	err := s.auth.do(ctx, func() (err error) {
+		if s.version == 1 {
+			sec, err = s.client.KVv1(s.mount).Get(ctx, s.secretPath(userID))
+		} else {
+			sec, err = s.client.KVv2(s.mount).Get(ctx, s.secretPath(userID))
+		}
+		return err
+	})
 	if errors.Is(err, api.ErrSecretNotFound) || err == nil && sec.Data == nil {
 		// KV v2 answers a deleted or destroyed current version with
 		// metadata and no data: for the API that is no record.
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, err
+		return nil, vaultError(err)
 	}
 	rec, err := decodeRecord(sec.Data)
 	if err != nil {
@@ -65,6 +66,10 @@ func (s *kvStore) Load(ctx context.Context, userID string) (*Record, error) {
 // destroyed, so the previous password is not readable. KV v1 has no
 // versions and no check-and-set: the write simply replaces the secret.
 func (s *kvStore) Save(ctx context.Context, rec *Record) error {
+	return vaultError(s.auth.do(ctx, func() error { return s.save(ctx, rec) }))
+}
+
+func (s *kvStore) save(ctx context.Context, rec *Record) error {
 	data, err := encodeRecord(rec)
 	if err != nil {
 		return err
@@ -110,10 +115,12 @@ func (s *kvStore) Save(ctx context.Context, rec *Record) error {
 // Delete implements Store. On KV v2 it deletes the metadata, which removes
 // every version.
 func (s *kvStore) Delete(ctx context.Context, userID string) error {
-	if s.version == 1 {
-		return s.client.KVv1(s.mount).Delete(ctx, s.secretPath(userID))
-	}
-	return s.client.KVv2(s.mount).DeleteMetadata(ctx, s.secretPath(userID))
+	return vaultError(s.auth.do(ctx, func() error {
+		if s.version == 1 {
+			return s.client.KVv1(s.mount).Delete(ctx, s.secretPath(userID))
+		}
+		return s.client.KVv2(s.mount).DeleteMetadata(ctx, s.secretPath(userID))
+	}))
 }
 
 // isCASMismatch reports Vault's refusal of a check-and-set write.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -13,28 +14,50 @@ import (
 // starts from api.DefaultConfig, so every VAULT_* variable works as in
 // Vault's own CLI, and the config's explicit values win over them. It does
 // no network I/O: Caddy must be able to start while Vault is down.
-func newVaultClient(address, token, namespace string, timeout time.Duration, maxRetries int) (*api.Client, error) {
+func newVaultClient(v *VaultConfig, repl *caddy.Replacer) (*api.Client, error) {
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
 		return nil, fmt.Errorf("VAULT_* environment: %w", cfg.Error)
 	}
-	if address != "" {
-		cfg.Address = address
+	if addr := repl.ReplaceKnown(v.Address, ""); addr != "" {
+		cfg.Address = addr
 	} else if os.Getenv(api.EnvVaultAddress) == "" {
 		return nil, errors.New("address is required: set it in the vault block or in VAULT_ADDR")
 	}
-	cfg.Timeout = timeout
-	cfg.MaxRetries = maxRetries
+	cfg.Timeout = time.Duration(v.Timeout)
+	cfg.MaxRetries = max(v.MaxRetries, 0)
+	// Logins use a clone of the client without its token; the clone must
+	// keep the namespace header.
+	cfg.CloneHeaders = true
+
+	if v.CACert != "" || v.CAPath != "" || v.ClientCert != "" || v.ClientKey != "" || v.TLSServerName != "" || v.InsecureSkipVerify {
+		// Only the options given replace what VAULT_CACERT & co. said.
+		tls := &api.TLSConfig{
+			CACert:        v.CACert,
+			CAPath:        v.CAPath,
+			ClientCert:    v.ClientCert,
+			ClientKey:     v.ClientKey,
+			TLSServerName: v.TLSServerName,
+			Insecure:      v.InsecureSkipVerify,
+		}
+		if err := cfg.ConfigureTLS(tls); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
 
 	client, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if token != "" {
+	// NewClient took VAULT_TOKEN; a configured auth method replaces it.
+	if v.TokenFile != "" || v.AppRole != nil || v.Kubernetes != nil {
+		client.ClearToken()
+	}
+	if token := repl.ReplaceKnown(v.Token, ""); token != "" {
 		client.SetToken(token)
 	}
-	if namespace != "" {
-		client.SetNamespace(namespace)
+	if ns := repl.ReplaceKnown(v.Namespace, ""); ns != "" {
+		client.SetNamespace(ns)
 	}
 	return client, nil
 }

@@ -1,0 +1,331 @@
+package caddyapppw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
+	"github.com/hashicorp/vault/api/auth/kubernetes"
+	"go.uber.org/zap"
+)
+
+// vaultAuth keeps the Vault client's token valid for one config.
+//
+//   - token: used as given; renewed with a LifetimeWatcher while Vault says
+//     it is renewable.
+//   - token_file: the file a Vault Agent sink writes. It is stat'ed before
+//     each request and re-read when it changed, and re-read once when Vault
+//     answers 403, so a rotated token is used without a restart.
+//   - approle, kubernetes: logged in on first use (never in Provision),
+//     renewed with a LifetimeWatcher, and logged in again when renewal ends
+//     or when Vault answers 403 (once per request).
+//
+// The goroutines it starts end when close is called (Cleanup), so a config
+// reload leaks none.
+type vaultAuth struct {
+	client    *api.Client
+	logger    *zap.Logger
+	method    string                                         // for logs: token, token_file, approle, kubernetes
+	login     func(context.Context) (*api.SecretAuth, error) // nil unless a login method
+	tokenFile string
+
+	mu        sync.Mutex
+	gen       uint64 // bumped whenever the client gets a new token
+	loggedIn  bool
+	fileMod   time.Time
+	fileSize  int64
+	renewOnce sync.Once
+
+	ctx    context.Context // ends at close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newVaultAuth(client *api.Client, v *VaultConfig, logger *zap.Logger) *vaultAuth {
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &vaultAuth{client: client, logger: logger, ctx: ctx, cancel: cancel, method: "token", tokenFile: v.TokenFile}
+	switch {
+	case v.TokenFile != "":
+		a.method = "token_file"
+	case v.AppRole != nil:
+		a.method, a.login = "approle", appRoleLogin(client, v.AppRole)
+	case v.Kubernetes != nil:
+		a.method, a.login = "kubernetes", kubernetesLogin(client, v.Kubernetes)
+	}
+	return a
+}
+
+// close stops the renewal goroutines and waits for them.
+func (a *vaultAuth) close() {
+	a.cancel()
+	a.wg.Wait()
+}
+
+// do runs op with a valid token. When Vault refuses the token (403) and
+// the method can get a new one, it gets it and runs op once more.
+func (a *vaultAuth) do(ctx context.Context, op func() error) error {
+	gen, err := a.ensure(ctx)
+	if err != nil {
+		return err
+	}
+	err = op()
+	if !isForbidden(err) || a.method == "token" {
+		return err
+	}
+	renewed, rerr := a.refresh(ctx, gen)
+	if rerr != nil {
+		return fmt.Errorf("%w (and getting a new token failed: %v)", err, rerr)
+	}
+	if !renewed {
+		return err
+	}
+	return op()
+}
+
+// ensure makes sure the client holds the current token and returns its
+// generation.
+func (a *vaultAuth) ensure(ctx context.Context) (uint64, error) {
+	switch a.method {
+	case "token":
+		a.renewOnce.Do(func() { a.goRenewStaticToken() })
+		return 0, nil
+	case "token_file":
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if _, err := a.readTokenFile(false); err != nil {
+			return a.gen, err
+		}
+		return a.gen, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.loggedIn {
+		if err := a.logIn(ctx); err != nil {
+			return a.gen, err
+		}
+	}
+	return a.gen, nil
+}
+
+// refresh gets a new token after Vault refused the one of generation gen,
+// unless another request already did. It reports whether the client now
+// holds a different token.
+func (a *vaultAuth) refresh(ctx context.Context, gen uint64) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gen != gen {
+		return true, nil
+	}
+	if a.method == "token_file" {
+		return a.readTokenFile(true)
+	}
+	a.logger.Info("vault refused the token; logging in again", zap.String("auth", a.method))
+	if err := a.logIn(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// readTokenFile loads the token file if it changed since the last read, or
+// always when force. It reports whether the token changed. Callers hold mu.
+func (a *vaultAuth) readTokenFile(force bool) (bool, error) {
+	fi, err := os.Stat(a.tokenFile)
+	if err != nil {
+		return false, fmt.Errorf("token_file: %w", err)
+	}
+	if !force && a.gen > 0 && fi.ModTime().Equal(a.fileMod) && fi.Size() == a.fileSize {
+		return false, nil
+	}
+	data, err := os.ReadFile(a.tokenFile)
+	if err != nil {
+		return false, fmt.Errorf("token_file: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return false, errors.New("token_file: file is empty")
+	}
+	a.fileMod, a.fileSize = fi.ModTime(), fi.Size()
+	if token == a.client.Token() {
+		return false, nil
+	}
+	a.client.SetToken(token)
+	a.gen++
+	if a.gen > 1 {
+		a.logger.Info("vault token file changed; using the new token", zap.String("file", a.tokenFile))
+	}
+	return true, nil
+}
+
+// logIn runs the login method, installs the new token and starts renewing
+// it. Callers hold mu.
+func (a *vaultAuth) logIn(ctx context.Context) error {
+	auth, err := a.login(ctx)
+	if err != nil {
+		a.loggedIn = false
+		return fmt.Errorf("vault %s login: %w", a.method, err)
+	}
+	a.client.SetToken(auth.ClientToken)
+	a.gen++
+	a.loggedIn = true
+	a.logger.Info("vault login",
+		zap.String("auth", a.method),
+		zap.Duration("ttl", time.Duration(auth.LeaseDuration)*time.Second),
+		zap.Bool("renewable", auth.Renewable))
+	if auth.Renewable {
+		a.goWatch(&api.Secret{Auth: auth}, a.gen)
+	}
+	return nil
+}
+
+// goWatch renews the login of generation gen until it can no longer be
+// renewed, then logs in again ahead of its expiry.
+func (a *vaultAuth) goWatch(secret *api.Secret, gen uint64) {
+	w, err := a.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
+	if err != nil {
+		a.logger.Warn("vault token renewal not started", zap.String("auth", a.method), zap.Error(err))
+		return
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		go w.Start()
+		defer w.Stop()
+		for {
+			select {
+			case <-a.ctx.Done():
+				return
+			case r := <-w.RenewCh():
+				if r != nil && r.Secret != nil && r.Secret.Auth != nil {
+					a.logger.Debug("vault token renewed", zap.String("auth", a.method),
+						zap.Duration("ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second))
+				}
+			case err := <-w.DoneCh():
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				if a.gen != gen || a.ctx.Err() != nil {
+					return // a newer login already replaced this one
+				}
+				if err != nil {
+					a.logger.Warn("vault token renewal failed; logging in again", zap.String("auth", a.method), zap.Error(err))
+				} else {
+					a.logger.Info("vault token reached its max TTL; logging in again", zap.String("auth", a.method))
+				}
+				if err := a.logIn(a.ctx); err != nil {
+					// The next request tries again.
+					a.logger.Warn("vault login failed", zap.String("auth", a.method), zap.Error(err))
+				}
+				return
+			}
+		}
+	}()
+}
+
+// goRenewStaticToken looks the configured token up once and, if it is
+// renewable, keeps renewing it. It runs in the background so no request
+// waits for it.
+func (a *vaultAuth) goRenewStaticToken() {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithTimeout(a.ctx, a.client.ClientTimeout())
+		sec, err := a.client.Auth().Token().LookupSelfWithContext(ctx)
+		cancel()
+		if err != nil {
+			a.logger.Warn("vault token lookup failed; not renewing it", zap.Error(err))
+			return
+		}
+		renewable, _ := sec.TokenIsRenewable()
+		ttl, _ := sec.TokenTTL()
+		if !renewable || ttl == 0 {
+			return
+		}
+		w, err := a.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: &api.Secret{
+			Auth: &api.SecretAuth{ClientToken: a.client.Token(), Renewable: true, LeaseDuration: int(ttl.Seconds())},
+		}})
+		if err != nil {
+			return
+		}
+		go w.Start()
+		defer w.Stop()
+		for {
+			select {
+			case <-a.ctx.Done():
+				return
+			case <-w.RenewCh():
+				a.logger.Debug("vault token renewed", zap.String("auth", "token"))
+			case err := <-w.DoneCh():
+				a.logger.Warn("vault token can no longer be renewed; it will expire", zap.Error(err))
+				return
+			}
+		}
+	}()
+}
+
+func appRoleLogin(client *api.Client, c *AppRoleConfig) func(context.Context) (*api.SecretAuth, error) {
+	return func(ctx context.Context) (*api.SecretAuth, error) {
+		opts := []approle.LoginOption{approle.WithMountPath(c.Mount)}
+		if c.Wrapped {
+			opts = append(opts, approle.WithWrappingToken())
+		}
+		roleID := c.RoleID
+		if c.RoleIDFile != "" {
+			data, err := os.ReadFile(c.RoleIDFile)
+			if err != nil {
+				return nil, err
+			}
+			roleID = strings.TrimSpace(string(data))
+		}
+		method, err := approle.NewAppRoleAuth(roleID, &approle.SecretID{
+			FromFile: c.SecretIDFile, FromEnv: c.SecretIDEnv, FromString: c.SecretID,
+		}, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return loginWith(ctx, client, method)
+	}
+}
+
+func kubernetesLogin(client *api.Client, c *KubernetesConfig) func(context.Context) (*api.SecretAuth, error) {
+	return func(ctx context.Context) (*api.SecretAuth, error) {
+		// Built per login: projected service-account tokens rotate, and
+		// the helper reads the file when it is built.
+		method, err := kubernetes.NewKubernetesAuth(c.Role,
+			kubernetes.WithMountPath(c.Mount), kubernetes.WithServiceAccountTokenPath(c.TokenPath))
+		if err != nil {
+			return nil, err
+		}
+		return loginWith(ctx, client, method)
+	}
+}
+
+// loginWith logs in on a clone of client without its (maybe expired)
+// token, and returns the new auth.
+func loginWith(ctx context.Context, client *api.Client, method api.AuthMethod) (*api.SecretAuth, error) {
+	c, err := client.Clone()
+	if err != nil {
+		return nil, err
+	}
+	c.ClearToken()
+	sec, err := method.Login(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
+		return nil, errors.New("login answer holds no token")
+	}
+	return sec.Auth, nil
+}
+
+// isForbidden reports Vault's 403: an expired, revoked or unknown token,
+// or a policy that does not allow the request.
+func isForbidden(err error) bool {
+	var re *api.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
+}
