@@ -26,34 +26,36 @@ type apiRequest struct {
 	res      reservation
 }
 
-// serveAPI answers one request of the API and writes its log line.
+// serveAPI answers one request of the API. The log line is written before
+// the answer, so a client that has its answer can rely on the line.
 func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rt route, rawUserID string) {
 	start := time.Now()
 	req := &apiRequest{r: r, route: rt, userID: rawUserID}
 
-	status, e := h.answer(w, req)
-
+	body, e := h.handleSafely(req)
+	status := http.StatusOK
+	if e != nil {
+		status = e.status
+	}
 	h.logRequest(r, req, status, e, time.Since(start))
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	writeJSON(w, status, body)
 }
 
-// answer runs the request and writes the answer. A panic becomes a bare
-// 500: its value may hold request data, so neither the client nor the log
-// sees it (the log gets the stack, which holds no values).
-func (h *Handler) answer(w http.ResponseWriter, req *apiRequest) (status int, e *apiError) {
+// handleSafely runs handle and turns a panic into a bare 500: the panic's
+// value may hold request data, so neither the client nor the log sees it
+// (the log gets the stack, which holds no values).
+func (h *Handler) handleSafely(req *apiRequest) (body any, e *apiError) {
 	defer func() {
 		if p := recover(); p != nil {
 			h.logger.Error("panic while serving the API", zap.String("route", string(req.route)), zap.Stack("stack"))
-			e, status = errInternal, errInternal.status
-			writeError(w, e)
+			body, e = nil, errInternal
 		}
 	}()
-	body, e := h.handle(req)
-	if e != nil {
-		writeError(w, e)
-		return e.status, e
-	}
-	writeJSON(w, http.StatusOK, body)
-	return http.StatusOK, nil
+	return h.handle(req)
 }
 
 // handle runs the checks of API.md in their order and then the route.
@@ -83,6 +85,7 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 	// once the outcome is known.
 	res, wait, ok := h.limiter.reserve(limiterKey(req.userID), h.now(), h.limits)
 	if !ok {
+		metrics.rateLimited.Inc()
 		return nil, errRateLimited(retryAfterSeconds(wait))
 	}
 	req.res = res
@@ -268,27 +271,36 @@ func (h *Handler) loadAndAuthenticate(req *apiRequest, rejected *apiError) (*Rec
 // checkNextcloud maps the outcome of a Nextcloud check to the API's
 // answers; rejected is the route's text for a wrong password.
 func (h *Handler) checkNextcloud(ctx context.Context, login, password, userID string, rejected *apiError) *apiError {
+	start := time.Now()
 	err := h.nextcloud.check(ctx, login, password, userID)
 	var (
 		statusErr    ncStatusError
 		bodyErr      ncBodyError
 		transportErr ncTransportError
+		result       string
+		e            *apiError
 	)
 	switch {
 	case err == nil:
-		return nil
+		result = "ok"
 	case errors.Is(err, errNCRejected):
-		return rejected
+		result, e = "rejected", rejected
 	case errors.Is(err, errNCWrongUser):
-		return errUIDMismatch
+		result, e = "wrong_user", errUIDMismatch
 	case errors.As(err, &statusErr):
-		return errNCServer.withCause(err)
+		result, e = "server_error", errNCServer.withCause(err)
 	case errors.As(err, &bodyErr):
-		return errNCBadResponse.withCause(err)
+		result, e = "bad_response", errNCBadResponse.withCause(err)
 	case errors.As(err, &transportErr):
-		return errNCUnreachable.withCause(err)
+		result, e = "unreachable", errNCUnreachable.withCause(err)
+	default:
+		result, e = "unreachable", errNCUnreachable.withCause(err)
 	}
-	return errNCUnreachable.withCause(err)
+	metrics.nextcloudDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	if e != nil && e.status >= 500 {
+		metrics.nextcloudErrors.WithLabelValues(result).Inc()
+	}
+	return e
 }
 
 // save writes a record with check-and-set, retrying on a concurrent write:
@@ -325,14 +337,19 @@ func (h *Handler) storeContext(parent context.Context) (context.Context, context
 	return context.WithTimeout(context.WithoutCancel(parent), time.Duration(h.Vault.Timeout))
 }
 
-// logRequest writes the one line each API request gets. It names the
-// route, never the path, and never a header: the password travels in
-// Authorization.
+// logRequest writes the one line each API request gets, the audit line of
+// the writes, and the request metric. It names the route, never the path,
+// and never a header: the password travels in Authorization.
 func (h *Handler) logRequest(r *http.Request, req *apiRequest, status int, e *apiError, latency time.Duration) {
 	outcome := "ok"
 	if e != nil {
 		outcome = e.outcome
 	}
+	method := r.Method
+	if !slices.Contains(knownMethods, method) {
+		method = "other" // clients choose methods: keep the label set bounded
+	}
+	metrics.requests.WithLabelValues(string(req.route), method, outcome).Inc()
 	userID := req.userID
 	if !validUserID(userID) {
 		userID = "" // never log raw attacker input
@@ -340,12 +357,15 @@ func (h *Handler) logRequest(r *http.Request, req *apiRequest, status int, e *ap
 	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	fields := []zap.Field{
 		zap.String("route", string(req.route)),
-		zap.String("method", r.Method),
+		zap.String("method", method),
 		zap.String("user_id", userID),
 		zap.String("outcome", outcome),
 		zap.Int("status", status),
 		zap.String("client_ip", clientIP),
 		zap.Duration("latency", latency),
+	}
+	if isAuditable(req.route, r.Method) {
+		h.audit.Info(auditMessage(req.route, r.Method), fields[:6]...)
 	}
 	switch {
 	case status >= 500:
@@ -358,4 +378,24 @@ func (h *Handler) logRequest(r *http.Request, req *apiRequest, status int, e *ap
 	default:
 		h.logger.Info("app password request", fields...)
 	}
+}
+
+// knownMethods are the methods the API names; others log as "other".
+var knownMethods = []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodPatch}
+
+// isAuditable reports the requests that change a stored secret: an
+// audit trail records each of them, whatever its outcome.
+func isAuditable(rt route, method string) bool {
+	return rt == routeAppPassword && (method == http.MethodPost || method == http.MethodDelete) ||
+		rt == routeUserScopes && method == http.MethodPatch
+}
+
+func auditMessage(rt route, method string) string {
+	switch {
+	case rt == routeUserScopes:
+		return "scope change"
+	case method == http.MethodDelete:
+		return "deletion"
+	}
+	return "provisioning"
 }

@@ -89,6 +89,7 @@ type env struct {
 	vaultAddr, vaultAuth string
 	mount                string
 	kv                   int // KV version of mount
+	globals              string // more global options
 }
 
 // newEnv starts everything and loads a Caddyfile whose app_password block
@@ -130,6 +131,7 @@ func (e *env) caddyfile(settings string) string {
 		format json
 		level DEBUG
 	}
+	%s
 }
 
 http://127.0.0.1:%d {
@@ -146,7 +148,7 @@ http://127.0.0.1:%d {
 		flush_interval -1
 	}
 }
-`, e.admin, e.logFile, e.port, e.nc.URL, e.vaultAddr, e.vaultAuth, e.mount, e.prefix, settings, e.backend.URL)
+`, e.admin, e.logFile, e.globals, e.port, e.nc.URL, e.vaultAddr, e.vaultAuth, e.mount, e.prefix, settings, e.backend.URL)
 }
 
 // load adapts a Caddyfile and runs it, as `caddy run` does.

@@ -69,6 +69,7 @@ type Handler struct {
 	limits    limits
 	zone      string
 	logger    *zap.Logger
+	audit     *zap.Logger // http.handlers.app_password.audit
 	// now is the clock of the rate limit and the records' timestamps.
 	now func() time.Time
 }
@@ -186,7 +187,11 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // no network call: Caddy must start while Vault or Nextcloud is down.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.audit = h.logger.Named("audit")
 	h.now = clock
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	if err := h.applyDefaults(); err != nil {
 		return err
 	}

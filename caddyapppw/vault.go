@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -32,9 +33,10 @@ func (s *kvStore) secretPath(userID string) string {
 }
 
 // Load implements Store.
-func (s *kvStore) Load(ctx context.Context, userID string) (*Record, error) {
+func (s *kvStore) Load(ctx context.Context, userID string) (rec *Record, err error) {
+	defer func(start time.Time) { observeVault("load", start, err) }(time.Now())
 	var sec *api.KVSecret
-	err := s.auth.do(ctx, func() (err error) {
+	err = s.auth.do(ctx, func() (err error) {
 		if s.version == 1 {
 			sec, err = s.client.KVv1(s.mount).Get(ctx, s.secretPath(userID))
 		} else {
@@ -50,7 +52,7 @@ func (s *kvStore) Load(ctx context.Context, userID string) (*Record, error) {
 	if err != nil {
 		return nil, vaultError(err)
 	}
-	rec, err := decodeRecord(sec.Data)
+	rec, err = decodeRecord(sec.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +67,8 @@ func (s *kvStore) Load(ctx context.Context, userID string) (*Record, error) {
 // case), a loaded one with cas=<its version>. Then the older versions are
 // destroyed, so the previous password is not readable. KV v1 has no
 // versions and no check-and-set: the write simply replaces the secret.
-func (s *kvStore) Save(ctx context.Context, rec *Record) error {
+func (s *kvStore) Save(ctx context.Context, rec *Record) (err error) {
+	defer func(start time.Time) { observeVault("save", start, err) }(time.Now())
 	return vaultError(s.auth.do(ctx, func() error { return s.save(ctx, rec) }))
 }
 
@@ -114,7 +117,8 @@ func (s *kvStore) save(ctx context.Context, rec *Record) error {
 
 // Delete implements Store. On KV v2 it deletes the metadata, which removes
 // every version.
-func (s *kvStore) Delete(ctx context.Context, userID string) error {
+func (s *kvStore) Delete(ctx context.Context, userID string) (err error) {
+	defer func(start time.Time) { observeVault("delete", start, err) }(time.Now())
 	return vaultError(s.auth.do(ctx, func() error {
 		if s.version == 1 {
 			return s.client.KVv1(s.mount).Delete(ctx, s.secretPath(userID))

@@ -1,0 +1,90 @@
+package caddyapppw
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The module's Prometheus collectors. As with reverse_proxy's, they are
+// created once per process and registered into each config's registry
+// (the one the admin API's /metrics serves), so counts run on across
+// reloads. No label holds a user id or anything a client chose: routes,
+// methods and outcomes are fixed sets, and the zone is configuration.
+var metrics = struct {
+	once              sync.Once
+	requests          *prometheus.CounterVec
+	rateLimited       prometheus.Counter
+	nextcloudDuration *prometheus.HistogramVec
+	nextcloudErrors   *prometheus.CounterVec
+	vaultDuration     *prometheus.HistogramVec
+	vaultErrors       *prometheus.CounterVec
+	trackedUsers      prometheus.Collector
+}{}
+
+const metricsNamespace, metricsSubsystem = "caddy", "app_password"
+
+func initMetrics() {
+	metrics.once.Do(func() {
+		opts := func(name, help string) prometheus.Opts {
+			return prometheus.Opts{Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: name, Help: help}
+		}
+		metrics.requests = prometheus.NewCounterVec(prometheus.CounterOpts(opts("requests_total",
+			"API requests by route, method and outcome.")), []string{"route", "method", "outcome"})
+		metrics.rateLimited = prometheus.NewCounter(prometheus.CounterOpts(opts("rate_limited_total",
+			"API requests refused by the per-user rate limit.")))
+		metrics.nextcloudDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "nextcloud_check_duration_seconds",
+			Help: "Time of one credential check against Nextcloud, by result.", Buckets: prometheus.DefBuckets,
+		}, []string{"result"})
+		metrics.nextcloudErrors = prometheus.NewCounterVec(prometheus.CounterOpts(opts("nextcloud_errors_total",
+			"Credential checks that got no usable answer from Nextcloud, by kind.")), []string{"kind"})
+		metrics.vaultDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "vault_operation_duration_seconds",
+			Help: "Time of one storage operation in Vault (retries and re-login included), by operation.", Buckets: prometheus.DefBuckets,
+		}, []string{"op"})
+		metrics.vaultErrors = prometheus.NewCounterVec(prometheus.CounterOpts(opts("vault_errors_total",
+			"Failed Vault operations, by operation and kind.")), []string{"op", "kind"})
+		metrics.trackedUsers = trackedUsersCollector{prometheus.NewDesc(
+			prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "tracked_users"),
+			"Users the rate limiter holds state for, by zone.", []string{"zone"}, nil)}
+	})
+}
+
+// registerMetrics adds the collectors to a config's registry. A second
+// handler in the same config finds them registered already.
+func registerMetrics(reg prometheus.Registerer) error {
+	initMetrics()
+	for _, c := range []prometheus.Collector{
+		metrics.requests, metrics.rateLimited, metrics.nextcloudDuration, metrics.nextcloudErrors,
+		metrics.vaultDuration, metrics.vaultErrors, metrics.trackedUsers,
+	} {
+		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return err
+		}
+	}
+	return nil
+}
+
+// trackedUsersCollector reads the limiters' sizes when scraped, so the
+// request path never touches a gauge.
+type trackedUsersCollector struct{ desc *prometheus.Desc }
+
+func (c trackedUsersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c trackedUsersCollector) Collect(ch chan<- prometheus.Metric) {
+	limiters.Range(func(key, value any) bool {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(value.(*limiter).tracked()), key.(string))
+		return true
+	})
+}
+
+// observeVault records one Vault operation.
+func observeVault(op string, start time.Time, err error) {
+	metrics.vaultDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
+		metrics.vaultErrors.WithLabelValues(op, vaultErrorKind(err)).Inc()
+	}
+}
