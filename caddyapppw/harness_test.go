@@ -88,7 +88,7 @@ type env struct {
 	// auth lines; by default the dev Vault and its root token.
 	vaultAddr, vaultAuth string
 	mount                string
-	kv                   int // KV version of mount
+	kv                   int    // KV version of mount
 	globals              string // more global options
 }
 

@@ -96,6 +96,23 @@ func TestCaddyfileExampleAsOperatorsRunIt(t *testing.T) {
 	if string(body) != "mcp saw GET /mcp" {
 		t.Fatalf("pass-through: %d %s", resp.StatusCode, body)
 	}
+
+	// The operator's check of the same config and environment.
+	check := exec.Command(bin, "app-password", "check", "--config", "../../Caddyfile.example", "--adapter", "caddyfile")
+	check.Env = cmd.Env
+	out, err := check.Output()
+	if err != nil {
+		t.Fatalf("app-password check: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "\nok   "); n != 4 {
+		t.Fatalf("app-password check printed %d ok lines:\n%s", n, out)
+	}
+	check = exec.Command(bin, "app-password", "check", "--config", "../../Caddyfile.example", "--adapter", "caddyfile")
+	check.Env = append(cmd.Env, "VAULT_ADDR=http://127.0.0.1:1")
+	out, err = check.Output()
+	if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 || !strings.Contains(string(out), "FAIL vault reachable") {
+		t.Fatalf("check against a dead Vault: %v\n%s", err, out)
+	}
 }
 
 // waitForLine reads r until a line contains want, then keeps draining it

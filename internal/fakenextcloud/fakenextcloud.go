@@ -52,6 +52,9 @@ type Fault struct {
 	// V1Answers makes the v2 URL answer as v1 does: HTTP 200 with
 	// statuscode 997 and data [] for bad credentials.
 	V1Answers bool
+	// Maintenance is Nextcloud's maintenance mode: status.php says so
+	// and OCS answers 503.
+	Maintenance bool
 }
 
 // New starts a fake Nextcloud; it is closed when the test ends.
@@ -60,6 +63,7 @@ func New(t interface{ Cleanup(func()) }) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ocs/v2.php/cloud/user", func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, 2) })
 	mux.HandleFunc("GET /ocs/v1.php/cloud/user", func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, 1) })
+	mux.HandleFunc("GET /status.php", s.status)
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	return s
@@ -122,6 +126,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, version int) {
 		}
 	}
 	switch {
+	case f.Maintenance:
+		answer(w, http.StatusServiceUnavailable, meta{Status: "failure", StatusCode: 503, Message: "Service unavailable"}, []any{})
+		return
 	case f.RedirectTo != "":
 		http.Redirect(w, r, f.RedirectTo, http.StatusFound)
 		return
@@ -172,6 +179,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, version int) {
 			"setDisplayName": true,
 			"setPassword":    true,
 		},
+	})
+}
+
+// status is status.php, which Nextcloud answers without credentials.
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	maintenance := s.fault.Maintenance
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"installed": true, "maintenance": maintenance, "needsDbUpgrade": false,
+		"version": "31.0.4.1", "versionstring": "31.0.4", "edition": "",
+		"productname": "Nextcloud", "extendedSupport": false,
 	})
 }
 

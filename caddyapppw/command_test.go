@@ -1,0 +1,67 @@
+package caddyapppw
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
+)
+
+// runCheckOn writes a Caddyfile and runs `caddy app-password check` on it.
+func runCheckOn(t *testing.T, caddyfileText string) (bool, string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(file, []byte(caddyfileText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	ok, err := runCheck(t.Context(), &out, file, "caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok, out.String()
+}
+
+func TestCheckCommand(t *testing.T) {
+	e := newEnv(t, "")
+	e.vaultAuth = "token " + tokenWithPolicy(t, e, policyFor(t, e, "policy.hcl"), map[string]any{"ttl": "1h"})
+
+	ok, out := runCheckOn(t, e.caddyfile(""))
+	want := regexp.MustCompile(`^app_password handler 1 of 1
+ok   vault reachable: http://127\.0\.0\.1:\d+ \(Vault 1\.21\.4, unsealed\)
+ok   vault token: token, expires in (1h0m0s|59m5\ds), policies default,pol-testcheckcommand
+ok   vault capabilities: every capability the module uses on secret/test/TestCheckCommand
+ok   nextcloud reachable: http://127\.0\.0\.1:\d+ \(Nextcloud 31\.0\.4\)
+$`)
+	if !ok || !want.MatchString(out) {
+		t.Fatalf("ok=%v\n%s", ok, out)
+	}
+
+	// One capability short.
+	e.vaultAuth = "token " + tokenWithPolicy(t, e, strings.Replace(policyFor(t, e, "policy.hcl"), `["delete"]`, `[]`, 1), nil)
+	ok, out = runCheckOn(t, e.caddyfile(""))
+	if ok || !strings.Contains(out, "FAIL vault capabilities: missing delete on secret/metadata/test/TestCheckCommand/caddy-apppw-check\n") {
+		t.Fatalf("ok=%v\n%s", ok, out)
+	}
+
+	// Nextcloud in maintenance, Vault unreachable.
+	e.nc.SetFault(fakenextcloud.Fault{Maintenance: true})
+	e.vaultAddr = "http://127.0.0.1:1"
+	ok, out = runCheckOn(t, e.caddyfile(""))
+	for _, line := range []string{
+		"FAIL vault reachable: http://127.0.0.1:1: unreachable: ",
+		"FAIL vault token: token: unreachable: ",
+		"FAIL nextcloud reachable: " + e.nc.URL + ": Nextcloud is in maintenance mode\n",
+	} {
+		if ok || !strings.Contains(out, line) {
+			t.Fatalf("want %q in\n%s", line, out)
+		}
+	}
+	if strings.Contains(out, e.vault.Token) {
+		t.Fatal("check output shows the token")
+	}
+}
