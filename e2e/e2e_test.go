@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
+	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
+)
+
+const appPassword = "Abcde-Fghij-Klmno-Pqrst-Uvwxy"
+
+// caddyBinary is $E2E_CADDY_BIN, or a Caddy built here from xcaddy.json
+// with cmd/build-caddy (xcaddy's library), as an operator builds it.
+func caddyBinary(t *testing.T) string {
+	if bin := os.Getenv("E2E_CADDY_BIN"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "caddy")
+	build := exec.Command("go", "run", "./cmd/build-caddy", "-config", "xcaddy.json", "-o", bin)
+	build.Dir = ".."
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("building Caddy from xcaddy.json: %v", err)
+	}
+	return bin
+}
+
+// mcpServer is a real MCP server (streamable HTTP) with one tool that
+// reports progress and then waits for the test before it finishes, so a
+// proxy that buffered the stream would hold the progress back forever.
+func mcpServer(t *testing.T, release <-chan struct{}) string {
+	server := mcp.NewServer(&mcp.Implementation{Name: "nextcloud-mcp-stand-in", Version: "v1"}, nil)
+	mcp.AddTool(server, &mcp.Tool{Name: "sync_notes", Description: "Pretends to sync notes."},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			token := req.Params.GetProgressToken()
+			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: 1, Total: 2, Message: "half way"})
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: 2, Total: 2, Message: "done"})
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "synced 2 notes"}}}, nil, nil
+		})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+func TestDeploymentEndToEnd(t *testing.T) {
+	bin := caddyBinary(t)
+	vault := devvault.Start(t, devvault.Options{})
+	nc := fakenextcloud.New(t)
+	nc.AddUser("alice", "alice@example.com", appPassword)
+	release := make(chan struct{})
+	upstream := mcpServer(t, release)
+
+	site := freeAddr(t)
+	caddy := exec.Command(bin, "run", "--config", "../Caddyfile.example", "--adapter", "caddyfile")
+	caddy.Env = append(os.Environ(),
+		"SITE_ADDRESS=http://"+site, "CADDY_ADMIN="+freeAddr(t),
+		"NEXTCLOUD_URL="+nc.URL, "VAULT_ADDR="+vault.Addr, "VAULT_TOKEN="+vault.Token,
+		"MCP_UPSTREAM="+upstream, "XDG_DATA_HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir(),
+	)
+	stderr, _ := caddy.StderrPipe()
+	if err := caddy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = caddy.Process.Signal(syscall.SIGTERM); _ = caddy.Wait() })
+	waitForLine(t, stderr, "serving initial configuration")
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+
+	// MCP through Caddy: connect, list tools, call one, and see its
+	// progress while the call still runs.
+	progress := make(chan string, 4)
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "v1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			progress <- req.Params.Message
+		},
+	})
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: "http://" + site + "/mcp"}, nil)
+	if err != nil {
+		t.Fatalf("MCP connect through Caddy: %v", err)
+	}
+	defer session.Close()
+	tools, err := session.ListTools(ctx, nil)
+	if err != nil || len(tools.Tools) != 1 || tools.Tools[0].Name != "sync_notes" {
+		t.Fatalf("ListTools: %v %v", tools, err)
+	}
+	params := &mcp.CallToolParams{Name: "sync_notes", Arguments: map[string]any{}}
+	params.SetProgressToken("sync-1")
+	type callResult struct {
+		res *mcp.CallToolResult
+		err error
+	}
+	done := make(chan callResult, 1)
+	go func() {
+		res, err := session.CallTool(ctx, params)
+		done <- callResult{res, err}
+	}()
+	select {
+	case msg := <-progress:
+		if msg != "half way" {
+			t.Fatalf("first progress %q", msg)
+		}
+	case r := <-done:
+		t.Fatalf("the call ended (%v) before its progress arrived", r.err)
+	case <-ctx.Done():
+		t.Fatal("no progress notification while the tool runs: the stream is buffered")
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || len(r.res.Content) != 1 || r.res.Content[0].(*mcp.TextContent).Text != "synced 2 notes" {
+		t.Fatalf("CallTool: %+v %v", r.res, r.err)
+	}
+
+	// In the same run, Astrolabe provisions and then revokes.
+	call := func(method, body string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, method, "http://"+site+"/api/v1/users/alice/app-password", strings.NewReader(body))
+		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:"+appPassword)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := call("POST", `{"username": "alice@example.com"}`); status != 200 || body != `{"success":true,"message":"App password stored for alice","scopes":null}` {
+		t.Fatalf("POST: %d %s", status, body)
+	}
+	sec, err := vault.Root.KVv2("secret").Get(ctx, "nextcloud-mcp/app-passwords/alice")
+	if err != nil || sec.Data["app_password"] != appPassword || sec.Data["username"] != "alice@example.com" {
+		t.Fatalf("Vault after POST: %v %v", sec, err)
+	}
+	if status, body := call("DELETE", ""); status != 200 || body != `{"success":true,"message":"App password deleted for alice"}` {
+		t.Fatalf("DELETE: %d %s", status, body)
+	}
+	if _, err := vault.Root.KVv2("secret").Get(ctx, "nextcloud-mcp/app-passwords/alice"); err == nil {
+		t.Fatal("secret still in Vault after DELETE")
+	}
+}
+
+// waitForLine reads r until a line contains want, then keeps draining it.
+func waitForLine(t *testing.T, r io.Reader, want string) {
+	t.Helper()
+	found := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(r)
+		seen := false
+		for sc.Scan() {
+			if !seen && strings.Contains(sc.Text(), want) {
+				close(found)
+				seen = true
+			}
+		}
+	}()
+	select {
+	case <-found:
+	case <-time.After(time.Minute):
+		t.Fatalf("caddy did not log %q within a minute", want)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return fmt.Sprint(ln.Addr())
+}
