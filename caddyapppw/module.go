@@ -332,6 +332,12 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.vaultAuth != nil {
 		h.vaultAuth.close()
+		// Each config has its own clients: let their kept-alive
+		// connections (and the goroutines serving them) go with it.
+		h.vaultAuth.client.CloneConfig().HttpClient.CloseIdleConnections()
+	}
+	if h.nextcloud != nil {
+		h.nextcloud.client.CloseIdleConnections()
 	}
 	return nil
 }

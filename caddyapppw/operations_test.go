@@ -156,6 +156,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	// server's graceful reload, with or without this module.
 	e.globals = "servers {\n\t\tprotocols h1 h2c\n\t}"
 	e.load(e.caddyfile(""))
+	e.fixedPort = true // the load keeps going to the same address
 	h2c := &http.Transport{Protocols: new(http.Protocols)}
 	h2c.Protocols.SetUnencryptedHTTP2(true)
 	load := &http.Client{Transport: h2c}

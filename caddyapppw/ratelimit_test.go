@@ -2,6 +2,7 @@ package caddyapppw
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -140,6 +141,8 @@ func TestLimiterStateOutlivesAConfig(t *testing.T) {
 	releaseLimiter("zone-test")
 }
 
+// BenchmarkLimiterExistingKey is the check of a known user: reserve and
+// release one attempt.
 func BenchmarkLimiterExistingKey(b *testing.B) {
 	l := newLimiter()
 	lim := limits{attempts: 5, window: time.Hour, maxUsers: defaultMaxUsers}
@@ -155,10 +158,12 @@ func BenchmarkLimiterExistingKey(b *testing.B) {
 	}
 }
 
+// BenchmarkLimiterNewKey is a first attempt of a user the limiter does not
+// know, at the cap: insert one, forget the least recently active.
 func BenchmarkLimiterNewKey(b *testing.B) {
 	l := newLimiter()
-	lim := limits{attempts: 5, window: time.Hour, maxUsers: defaultMaxUsers}
-	keys := make([]string, 1<<16)
+	lim := limits{attempts: 5, window: time.Hour, maxUsers: 1 << 10}
+	keys := make([]string, 1<<20)
 	for i := range keys {
 		keys[i] = fmt.Sprint("user", i)
 	}
@@ -171,4 +176,28 @@ func BenchmarkLimiterNewKey(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// BenchmarkLimiterMemoryPerUser reports the heap one tracked user costs,
+// with the default 5 attempts and each user holding one counted attempt.
+func BenchmarkLimiterMemoryPerUser(b *testing.B) {
+	const users = 100_000
+	lim := limits{attempts: 5, window: time.Hour, maxUsers: users}
+	var perUser float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		l := newLimiter()
+		for i := range users {
+			// The key is allocated here, as a request's user id is.
+			r, _, _ := l.reserve(fmt.Sprintf("user-%08d", i), t0, lim)
+			r.commit(t0)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perUser = float64(after.HeapAlloc-before.HeapAlloc) / users
+		runtime.KeepAlive(l)
+	}
+	b.ReportMetric(perUser, "B/user")
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,12 +31,16 @@ type Server struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	done  chan struct{}
+	args  []string // to start it again
 }
 
 // Options change how the server starts.
 type Options struct {
 	KVVersion string   // "2" (default), "1", or "none"
 	Args      []string // more devvault flags
+	// DataDir keeps storage and the unseal key on disk, so Restart brings
+	// the same data back (the default is memory).
+	DataDir string
 }
 
 var (
@@ -111,25 +116,66 @@ func Run(opts Options) (*Server, error) {
 	case "none":
 		kv = ""
 	}
-	args := append([]string{"-addr", "127.0.0.1:0", "-root-token", token, "-kv-version", kv, "-exit-with-stdin"}, opts.Args...)
-	cmd := exec.Command(bin, args...)
+	args := append([]string{"-root-token", token, "-kv-version", kv, "-exit-with-stdin"}, opts.Args...)
+	if opts.DataDir != "" {
+		args = append(args, "-data-dir", opts.DataDir)
+	}
+	s := &Server{Token: token, args: args}
+	if err := s.start(bin, "127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = s.Addr
+	if s.Root, err = api.NewClient(cfg); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.Root.SetToken(token)
+	return s, nil
+}
+
+// Restart kills the server the hard way (SIGKILL, as a crash would) and
+// starts it again on the same address. Without DataDir its data is gone.
+func (s *Server) Restart() error {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	bin, err := Binary()
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(s.Addr)
+	if err != nil {
+		return err
+	}
+	return s.start(bin, u.Host)
+}
+
+// Kill stops the server the hard way, as a crash would.
+func (s *Server) Kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+func (s *Server) start(bin, addr string) error {
+	cmd := exec.Command(bin, append([]string{"-addr", addr}, s.args...)...)
 	cmd.Stderr = os.Stderr
 	// The server stops when this pipe closes, which the kernel does when
 	// this process dies, however it dies. Server keeps the write end
 	// referenced so the garbage collector does not close it.
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
-	s := &Server{Token: token, cmd: cmd, stdin: stdin, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(s.done) }()
+	s.cmd, s.stdin, s.done = cmd, stdin, make(chan struct{})
+	done := s.done
+	go func() { _ = cmd.Wait(); close(done) }()
 
 	lines := make(chan string, 1)
 	go func() {
@@ -144,22 +190,14 @@ func Run(opts Options) (*Server, error) {
 	case line, ok := <-lines:
 		if !ok || !strings.HasPrefix(line, "VAULT_ADDR=") {
 			s.Stop()
-			return nil, fmt.Errorf("devvault did not start (first line %q)", line)
+			return fmt.Errorf("devvault did not start (first line %q)", line)
 		}
 		s.Addr = strings.TrimPrefix(line, "VAULT_ADDR=")
 	case <-time.After(2 * time.Minute):
 		s.Stop()
-		return nil, errors.New("devvault did not print its address within 2 minutes")
+		return errors.New("devvault did not print its address within 2 minutes")
 	}
-
-	cfg := api.DefaultConfig()
-	cfg.Address = s.Addr
-	if s.Root, err = api.NewClient(cfg); err != nil {
-		s.Stop()
-		return nil, err
-	}
-	s.Root.SetToken(token)
-	return s, nil
+	return nil
 }
 
 // Stop ends the server and waits for it to exit.

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// backend is the stand-in for the MCP server: a 1 KiB answer, and an SSE
+// stream of 10 events.
+func startBackend() (string, func()) {
+	body := []byte(strings.Repeat("x", 1024))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/kib", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(body)
+	})
+	mux.HandleFunc("/sse", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		f := w.(http.Flusher)
+		for i := range 10 {
+			fmt.Fprintf(w, "event: progress\ndata: {\"progress\":%d}\n\n", i)
+			f.Flush()
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(ln) }()
+	return ln.Addr().String(), func() { _ = srv.Close() }
+}
+
+// caddyProcess is the Caddy binary under test.
+type caddyProcess struct {
+	cmd *exec.Cmd
+}
+
+// startCaddy runs bin with the Caddyfile text and waits until it serves.
+func startCaddy(bin, dir, caddyfile string, env []string) *caddyProcess {
+	file := filepath.Join(dir, "Caddyfile")
+	must(os.WriteFile(file, []byte(caddyfile), 0o600))
+	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(cmd.Env, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	stderr, err := cmd.StderrPipe()
+	must(err)
+	must(cmd.Start())
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		seen := false
+		for sc.Scan() {
+			if !seen && strings.Contains(sc.Text(), "serving initial configuration") {
+				seen = true
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		fail("caddy did not start")
+	}
+	return &caddyProcess{cmd: cmd}
+}
+
+func (c *caddyProcess) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	_ = c.cmd.Wait()
+}
+
+// rss is the resident memory of the process, from /proc.
+func (c *caddyProcess) rss() int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	must(err)
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func must(err error) {
+	if err != nil {
+		fail(err.Error())
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "bench:", msg)
+	os.Exit(1)
+}
