@@ -121,6 +121,7 @@ func TestVaultKilledMidLoadThenRestarted(t *testing.T) {
 		}
 	}
 	t.Logf("answers: %v", answers)
+	assertNoSecrets(t, e.logFile, alicePW)
 	e.client.CloseIdleConnections()
 }
 

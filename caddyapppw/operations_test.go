@@ -2,9 +2,11 @@ package caddyapppw
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // scrape reads the admin API's /metrics.
@@ -230,4 +233,37 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	e.call("POST", "/api/v1/users/alice/app-password", "alice:"+alicePW2, "").expect(t, 429,
 		`{"success":false,"error":"Rate limit exceeded. Try again in 3600 seconds."}`)
+}
+
+// TestSlowBodyIsCutByServerTimeouts: a client that trickles its body
+// (slowloris) is cut off by the server's read_body timeout, which
+// Caddyfile.example sets; the handler never waits on it forever.
+func TestSlowBodyIsCutByServerTimeouts(t *testing.T) {
+	e := newEnv(t, "")
+	e.globals = "servers {\n\t\ttimeouts {\n\t\t\tread_header 1s\n\t\t\tread_body 1s\n\t\t}\n\t}"
+	e.load(e.caddyfile(""))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/v1/users/alice/app-password HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\nContent-Length: 1000\r\n\r\n{",
+		strings.TrimPrefix(e.base, "http://"), base64.StdEncoding.EncodeToString([]byte("alice:"+alicePW)))
+	// The server must end this exchange by itself; the deadline only keeps
+	// a broken server from hanging the test.
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the server kept waiting for the slow body")
+	}
+	if len(got) > 0 && !strings.HasPrefix(string(got), "HTTP/1.1 400 ") {
+		t.Fatalf("answer to a slow body: %q", got)
+	}
+	var logged bool
+	for _, l := range e.logLines() {
+		logged = logged || l["outcome"] == "invalid_body"
+	}
+	if !logged {
+		t.Fatal("the handler did not log the cut-off body")
+	}
 }

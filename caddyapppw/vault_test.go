@@ -462,13 +462,15 @@ func TestVaultOverTLSAndMutualTLS(t *testing.T) {
 
 func TestConcurrentProvisionsOfOneUser(t *testing.T) {
 	e := newEnv(t, "rate_limit 100 1h")
+	// 64 writers for one user: each lost check-and-set round re-reads and
+	// tries again; maxSaveAttempts bounds the rounds.
 	e.nc.AddUser("alice", "", alicePW, alicePW2)
 	e.call("POST", "/api/v1/users/alice/app-password", "alice:"+alicePW, "").expect(t, 200,
 		`{"success":true,"message":"App password stored for alice","scopes":null}`)
 	e.clock.Advance(time.Hour)
 
 	var wg sync.WaitGroup
-	answers := make([]answer, 32)
+	answers := make([]answer, 64)
 	for i := range answers {
 		wg.Go(func() {
 			pw := alicePW
@@ -488,8 +490,32 @@ func TestConcurrentProvisionsOfOneUser(t *testing.T) {
 		(got["app_password"] != alicePW && got["app_password"] != alicePW2) {
 		t.Fatalf("Vault holds %v", got)
 	}
-	if v := e.readableVersions("alice"); !reflect.DeepEqual(v, []int{33}) {
-		t.Fatalf("readable versions %v, want [33]", v)
+	if v := e.readableVersions("alice"); !reflect.DeepEqual(v, []int{65}) {
+		t.Fatalf("readable versions %v, want [65]", v)
+	}
+}
+
+func TestConcurrentProvisionsOfManyUsers(t *testing.T) {
+	e := newEnv(t, "")
+	e.nc.AcceptAnyUser(alicePW)
+	var wg sync.WaitGroup
+	answers := make([]answer, 64)
+	for i := range answers {
+		wg.Go(func() {
+			uid := fmt.Sprintf("user%02d", i)
+			answers[i] = e.call("POST", "/api/v1/users/"+uid+"/app-password", uid+":"+alicePW, `{"username":"`+uid+`"}`)
+		})
+	}
+	wg.Wait()
+	for i, a := range answers {
+		uid := fmt.Sprintf("user%02d", i)
+		a.expect(t, 200, `{"success":true,"message":"App password stored for `+uid+`","scopes":null}`)
+		if got := e.stored(uid); got["user_id"] != uid || got["username"] != uid || got["app_password"] != alicePW {
+			t.Fatalf("%s: Vault holds %v", uid, got)
+		}
+		if v := e.readableVersions(uid); !reflect.DeepEqual(v, []int{1}) {
+			t.Fatalf("%s: readable versions %v", uid, v)
+		}
 	}
 }
 

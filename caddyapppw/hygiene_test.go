@@ -1,0 +1,239 @@
+package caddyapppw
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// failingStore fails every operation the way its err says; with panics
+// set it panics with a message that holds the password it was given.
+type failingStore struct {
+	err    error
+	panics bool
+}
+
+func (f failingStore) Load(context.Context, string) (*Record, error) { return nil, f.err }
+func (f failingStore) Save(_ context.Context, rec *Record) error {
+	if f.panics {
+		panic("cannot save " + rec.AppPassword)
+	}
+	return f.err
+}
+func (f failingStore) Delete(context.Context, string) error { return f.err }
+
+// ncAnswers are Nextcloud's misbehaviours, as in-process round trips.
+var ncAnswers = map[string]func(*http.Request) (*http.Response, error){
+	"valid":       func(r *http.Request) (*http.Response, error) { return ocsAnswerFor(r), nil },
+	"unreachable": func(*http.Request) (*http.Response, error) { return nil, errors.New("dial tcp: connection refused") },
+	"500":         func(r *http.Request) (*http.Response, error) { return textAnswer(r, 500, "oops"), nil },
+	"html": func(r *http.Request) (*http.Response, error) {
+		return textAnswer(r, 200, "<html>maintenance</html>"), nil
+	},
+	"v1-style 997": func(r *http.Request) (*http.Response, error) {
+		return textAnswer(r, 200, `{"ocs":{"meta":{"statuscode":997},"data":[]}}`), nil
+	},
+	"wrong id": func(r *http.Request) (*http.Response, error) {
+		return textAnswer(r, 200, `{"ocs":{"meta":{"statuscode":200},"data":{"id":"mallory"}}}`), nil
+	},
+	"redirect": func(r *http.Request) (*http.Response, error) {
+		resp := textAnswer(r, 302, "")
+		resp.Header.Set("Location", "http://evil.invalid/")
+		return resp, nil
+	},
+}
+
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func textAnswer(r *http.Request, status int, body string) *http.Response {
+	return &http.Response{StatusCode: status, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(body)), Request: r}
+}
+
+// TestNoSecretInLogsOrAnswers runs every route against every failure of
+// Nextcloud and of the store, with debug logging captured, and looks for
+// the passwords and Authorization values in everything written.
+func TestNoSecretInLogsOrAnswers(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	logger := zap.New(core)
+	passwords := []string{alicePW, alicePW2, adminToken}
+	var captured strings.Builder
+
+	stores := map[string]Store{
+		"memory":            nil, // bareHandler's
+		"vault down":        failingStore{err: errors.New("unreachable: dial tcp 127.0.0.1:8200: connection refused")},
+		"permission denied": failingStore{err: errors.New("permission denied: Code: 403")},
+	}
+	routes := []struct{ method, path, body string }{
+		{"POST", "/api/v1/users/alice/app-password", `{"username":"alice","scopes":["notes.read"]}`},
+		{"POST", "/api/v1/users/alice/app-password", `{"scopes":["` + alicePW2 + `x"]}`},
+		{"POST", "/api/v1/users/alice/app-password", `{bad json`},
+		{"GET", "/api/v1/users/alice/app-password", ""},
+		{"DELETE", "/api/v1/users/alice/app-password", ""},
+		{"GET", "/api/v1/users/alice/access", ""},
+		{"PATCH", "/api/v1/users/alice/scopes", `{"scopes":["deck.read"]}`},
+		{"PUT", "/api/v1/users/alice/app-password", ""},
+		{"GET", "/api/v1/scopes", ""},
+		{"POST", "/api/v1/users/bob/app-password", ""},
+		{"POST", "/api/v1/users/a%2Fb/app-password", ""},
+	}
+	for storeName, store := range stores {
+		for ncName, nc := range ncAnswers {
+			h := bareHandler(logger)
+			h.nextcloud.client.Transport = rtFunc(nc)
+			if store != nil {
+				h.store = store
+			}
+			for _, rt := range routes {
+				for _, pw := range passwords {
+					for _, auth := range []string{
+						"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+pw)),
+						"Basic " + base64.StdEncoding.EncodeToString([]byte("bob:"+pw)),
+						"Basic " + base64.StdEncoding.EncodeToString([]byte(pw)), // no colon
+					} {
+						r := httptest.NewRequest(rt.method, rt.path, strings.NewReader(rt.body))
+						r.Header.Set("Authorization", auth)
+						w := serve(h, r)
+						fmt.Fprintf(&captured, "%s %s %s: %d %v %s\n", storeName, ncName, rt.path, w.Code, w.Header(), w.Body)
+					}
+				}
+			}
+		}
+	}
+	// A panic deep in the handler, with the password in its value.
+	h := bareHandler(logger)
+	h.store = failingStore{panics: true, err: ErrConflict}
+	r := httptest.NewRequest("POST", "/api/v1/users/alice/app-password", nil)
+	r.SetBasicAuth("alice", alicePW)
+	w := serve(h, r)
+	if w.Code != 500 || w.Body.String() != `{"success":false,"error":"Internal server error"}` {
+		t.Fatalf("panic answered %d %s", w.Code, w.Body)
+	}
+	fmt.Fprintf(&captured, "panic: %d %v %s\n", w.Code, w.Header(), w.Body)
+
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	for _, entry := range logs.All() {
+		buf, err := enc.EncodeEntry(entry.Entry, entry.Context)
+		if err != nil {
+			t.Fatal(err)
+		}
+		captured.Write(buf.Bytes())
+	}
+	text := captured.String()
+	if logs.Len() < 1000 || !strings.Contains(text, "panic while serving the API") {
+		t.Fatalf("only %d log entries captured: the check would prove little", logs.Len())
+	}
+	for _, pw := range passwords {
+		for _, secret := range []string{pw, base64.StdEncoding.EncodeToString([]byte("alice:" + pw)), base64.StdEncoding.EncodeToString([]byte(pw))} {
+			// Bodies may echo what the client put in the JSON body
+			// (an invalid scope), never what came in Authorization.
+			if strings.Contains(strings.ReplaceAll(text, alicePW2+"x", ""), secret) {
+				t.Errorf("a log line or an answer holds %q...", secret[:6])
+			}
+		}
+	}
+	if m := regexp.MustCompile(`Basic [A-Za-z0-9+/]{8,}`).FindString(text); m != "" {
+		t.Errorf("an Authorization value was logged or answered: %q...", m[:12])
+	}
+
+}
+
+// TestStoredPasswordComparedAgainstDummy shows that a user without a
+// record takes the same path as one with a record and a wrong password: a
+// constant-time compare (of hashes, so lengths do not show) against the
+// stored value or an empty dummy, then Nextcloud. Timing cannot tell who
+// has provisioned.
+func TestStoredPasswordComparedAgainstDummy(t *testing.T) {
+	var calls atomic.Int64
+	h := bareHandler(zap.NewNop())
+	h.nextcloud.client.Transport = rtFunc(func(r *http.Request) (*http.Response, error) {
+		calls.Add(1)
+		return ocsAnswerFor(r), nil
+	})
+	get := func(pw string) int {
+		r := httptest.NewRequest("GET", "/api/v1/users/alice/app-password", nil)
+		r.SetBasicAuth("alice", pw)
+		return serve(h, r).Code
+	}
+	if code := get(alicePW2); code != 401 || calls.Load() != 1 {
+		t.Fatalf("no record: %d, %d Nextcloud calls", code, calls.Load())
+	}
+	_ = h.store.Save(t.Context(), &Record{UserID: "alice", AppPassword: alicePW})
+	if code := get(alicePW2); code != 401 || calls.Load() != 2 {
+		t.Fatalf("record, wrong password: %d, %d Nextcloud calls", code, calls.Load())
+	}
+	if code := get(alicePW); code != 200 || calls.Load() != 2 {
+		t.Fatalf("record, right password: %d, %d Nextcloud calls", code, calls.Load())
+	}
+}
+
+// countingReader counts what the handler reads of a body.
+type countingReader struct{ n int }
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.n += len(p)
+	for i := range p {
+		p[i] = 'a'
+	}
+	return len(p), nil
+}
+
+func TestLargeBodiesAreNotRead(t *testing.T) {
+	h := bareHandler(zap.NewNop())
+	// Declared too large: refused before a byte is read.
+	body := &countingReader{}
+	r := httptest.NewRequest("POST", "/api/v1/users/alice/app-password", io.NopCloser(body))
+	r.ContentLength = 10 << 20
+	r.SetBasicAuth("alice", alicePW)
+	if w := serve(h, r); w.Code != 413 || body.n != 0 {
+		t.Fatalf("declared 10 MiB: %d after reading %d bytes", w.Code, body.n)
+	}
+	// Chunked and endless: refused after 64 KiB and a little.
+	body = &countingReader{}
+	r = httptest.NewRequest("POST", "/api/v1/users/alice/app-password", io.NopCloser(body))
+	r.ContentLength = -1
+	r.SetBasicAuth("alice", alicePW)
+	if w := serve(h, r); w.Code != 413 || body.n > 2*maxBodyBytes {
+		t.Fatalf("endless body: %d after reading %d bytes", w.Code, body.n)
+	}
+}
+
+func TestMillionUserIDsStayBounded(t *testing.T) {
+	l := newLimiter()
+	lim := limits{attempts: 5, window: time.Hour, maxUsers: defaultMaxUsers}
+	now := t0
+	legit, _, _ := l.reserve("alice", now, lim)
+	legit.commit(now)
+	for i := range 1_000_000 {
+		r, _, ok := l.reserve(fmt.Sprint("flood", i), now, lim)
+		if !ok {
+			t.Fatalf("a new user id was refused at %d", i)
+		}
+		r.commit(now)
+		if i%50_000 == 0 {
+			// The legitimate user keeps using the API, so stays recent.
+			r, _, ok := l.reserve("alice", now, lim)
+			if !ok {
+				t.Fatalf("alice refused at %d", i)
+			}
+			r.release()
+		}
+	}
+	if n := l.tracked(); n != defaultMaxUsers {
+		t.Fatalf("%d users tracked, cap %d", n, defaultMaxUsers)
+	}
+}
