@@ -16,6 +16,7 @@ type result struct {
 	elapsed  time.Duration
 	p50, p99 time.Duration
 	lat      []time.Duration // sorted
+	cpu      []time.Duration // per process in processes, during these requests
 }
 
 func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }

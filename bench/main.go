@@ -114,6 +114,19 @@ http://127.0.0.1:%d {
 }
 `, portA, backend, portB, nc.URL, vault.Addr, backend), []string{"VAULT_TOKEN=" + vault.Token})
 	defer caddy.stop()
+	processes = append(processes,
+		struct {
+			name string
+			pid  int
+		}{"Vault", vault.Pid()},
+		struct {
+			name string
+			pid  int
+		}{"Caddy", caddy.cmd.Process.Pid},
+		struct {
+			name string
+			pid  int
+		}{"bench (load, fake Nextcloud, backend)", os.Getpid()})
 	siteA, siteB := fmt.Sprintf("http://127.0.0.1:%d", portA), fmt.Sprintf("http://127.0.0.1:%d", portB)
 
 	var report bytes.Buffer
@@ -141,6 +154,7 @@ http://127.0.0.1:%d {
 		row(&report, "pass-through "+path+": req/s", a.rps(), b.rps())
 		row(&report, "pass-through "+path+": p50 ms", ms(a.p50), ms(b.p50))
 		row(&report, "pass-through "+path+": p99 ms", ms(a.p99), ms(b.p99))
+		cpuRows(&report, "pass-through "+path, a, b)
 	}
 
 	step("provisioning: POST through Caddy vs raw KV v2 writes")
@@ -172,6 +186,7 @@ http://127.0.0.1:%d {
 	row(&report, "provisioning: writes/s (A raw Vault KV v2 cas=0, B POST through Caddy)", a.rps(), b.rps())
 	row(&report, "provisioning: p50 ms", ms(a.p50), ms(b.p50))
 	row(&report, "provisioning: p99 ms", ms(a.p99), ms(b.p99))
+	cpuRows(&report, "provisioning", a, b)
 	if a.failures+b.failures > 0 {
 		fmt.Fprintf(&report, "\nprovisioning failures: raw %d, POST %d\n", a.failures, b.failures)
 	}
@@ -218,20 +233,58 @@ http://127.0.0.1:%d {
 	}
 }
 
+// processes are the programs whose CPU the report divides among requests.
+var processes []struct {
+	name string
+	pid  int
+}
+
 // alternate runs A and B in turns, round after round, swapping which goes
-// first, so drift in the machine's load falls on both alike.
+// first, so drift in the machine's load falls on both alike. It also sums
+// the CPU each process spent during each side's rounds.
 func alternate(p plan, workers int, a, b func(context.Context, int, int) bool) (result, result) {
 	var ra, rb []result
-	for i := range p.rounds {
-		if i%2 == 0 {
-			ra = append(ra, closedLoop(workers, p.round, 0, a))
-			rb = append(rb, closedLoop(workers, p.round, 0, b))
-		} else {
-			rb = append(rb, closedLoop(workers, p.round, 0, b))
-			ra = append(ra, closedLoop(workers, p.round, 0, a))
+	cpuA, cpuB := make([]time.Duration, len(processes)), make([]time.Duration, len(processes))
+	run := func(f func(context.Context, int, int) bool, rs *[]result, cpu []time.Duration) {
+		before := make([]time.Duration, len(processes))
+		for i, pr := range processes {
+			before[i] = cpuTime(pr.pid)
+		}
+		*rs = append(*rs, closedLoop(workers, p.round, 0, f))
+		for i, pr := range processes {
+			cpu[i] += cpuTime(pr.pid) - before[i]
 		}
 	}
-	return merge(ra), merge(rb)
+	for i := range p.rounds {
+		if i%2 == 0 {
+			run(a, &ra, cpuA)
+			run(b, &rb, cpuB)
+		} else {
+			run(b, &rb, cpuB)
+			run(a, &ra, cpuA)
+		}
+	}
+	A, B := merge(ra), merge(rb)
+	A.cpu, B.cpu = cpuA, cpuB
+	return A, B
+}
+
+// cpuRows reports CPU per request for each process.
+func cpuRows(w io.Writer, label string, a, b result) {
+	var totalA, totalB float64
+	for i, pr := range processes {
+		pa, pb := perRequestMicros(a.cpu[i], a.requests), perRequestMicros(b.cpu[i], b.requests)
+		totalA, totalB = totalA+pa, totalB+pb
+		row(w, fmt.Sprintf("%s: CPU µs per request, %s", label, pr.name), pa, pb)
+	}
+	row(w, label+": CPU µs per request, all", totalA, totalB)
+}
+
+func perRequestMicros(d time.Duration, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(n)
 }
 
 func row(w io.Writer, name string, a, b float64) {

@@ -91,6 +91,18 @@ func (c *caddyProcess) rss() int64 {
 	return 0
 }
 
+// cpuTime is the user+system CPU a process has used, from /proc.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(err)
+	// Fields after the command name (which may hold spaces, in parens).
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+}
+
 func freePort() int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)

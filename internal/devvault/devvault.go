@@ -150,6 +150,9 @@ func (s *Server) Restart() error {
 	return s.start(bin, u.Host)
 }
 
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Kill stops the server the hard way, as a crash would.
 func (s *Server) Kill() {
 	_ = s.cmd.Process.Kill()
