@@ -83,7 +83,10 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 
 	// 3. Rate limit: reserve an attempt now, count it or give it back
 	// once the outcome is known.
-	res, wait, ok := h.limiter.reserve(limiterKey(req.userID), h.now(), h.limits)
+	res, wait, ok, err := h.reserveAttempt(limiterKey(req.userID))
+	if err != nil {
+		return nil, errLimiterUnavail.withCause(err)
+	}
 	if !ok {
 		metrics.rateLimited.Inc()
 		return nil, errRateLimited(retryAfterSeconds(wait))
@@ -108,6 +111,16 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 		req.res.commit(h.now())
 	}
 	return body, e
+}
+
+// reserveAttempt takes an attempt from the shared limiter when there is
+// one, else from the in-process one.
+func (h *Handler) reserveAttempt(key string) (reservation, time.Duration, bool, error) {
+	if h.shared != nil {
+		return h.shared.reserve(key, h.now(), h.limits)
+	}
+	r, wait, ok := h.limiter.reserve(key, h.now(), h.limits)
+	return r, wait, ok, nil
 }
 
 // provision is POST app-password: prove the password, then store it.

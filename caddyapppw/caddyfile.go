@@ -65,6 +65,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    rate_limit [<attempts> [<window>]] {
 //	        max_users <n>
 //	        zone      <name>
+//	        redis <url> {
+//	            password   <password>
+//	            timeout    <duration>
+//	            key_prefix <prefix>
+//	        }
+//	        on_error local|deny
 //	    }
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -228,8 +234,46 @@ func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser) error {
 			err = intArg(d, &rl.MaxUsers)
 		case "zone":
 			err = oneArg(d, &rl.Zone)
+		case "redis":
+			err = unmarshalRedis(d, rl.redis())
+		case "on_error":
+			err = oneArg(d, &rl.redis().OnError)
 		default:
 			err = d.Errf("unrecognized rate_limit option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if rl.Redis != nil && rl.Redis.URL == "" {
+		return d.Err("rate_limit: on_error goes with redis <url>")
+	}
+	return nil
+}
+
+// redis returns the Redis config, creating it on first use.
+func (rl *RateLimitConfig) redis() *RedisConfig {
+	if rl.Redis == nil {
+		rl.Redis = new(RedisConfig)
+	}
+	return rl.Redis
+}
+
+func unmarshalRedis(d *caddyfile.Dispenser, r *RedisConfig) error {
+	if err := oneArg(d, &r.URL); err != nil {
+		return err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "password":
+			err = oneArg(d, &r.Password)
+		case "timeout":
+			err = durationArg(d, &r.Timeout)
+		case "key_prefix":
+			err = oneArg(d, &r.KeyPrefix)
+		default:
+			err = d.Errf("unrecognized redis option '%s'", d.Val())
 		}
 		if err != nil {
 			return err

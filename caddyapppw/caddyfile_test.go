@@ -71,6 +71,16 @@ func TestCaddyfileOptions(t *testing.T) {
 				window 1d
 			}
 		}`, `{"rate_limit":{"attempts":3,"window":86400000000000}}`},
+		{`app_password {
+			rate_limit 5 1h {
+				redis rediss://redis.internal:6380/2 {
+					password {env.REDIS_PASSWORD}
+					timeout 50ms
+					key_prefix mcp
+				}
+				on_error deny
+			}
+		}`, `{"rate_limit":{"attempts":5,"window":3600000000000,"redis":{"url":"rediss://redis.internal:6380/2","password":"{env.REDIS_PASSWORD}","timeout":50000000,"key_prefix":"mcp","on_error":"deny"}}}`},
 	}
 	for _, c := range cases {
 		got, err := handlerJSON(t, c.block)
@@ -100,6 +110,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"app_password {\n rate_limit {\n max_users -5\n }\n}", "max_users: '-5' is not a positive integer"},
 		{"app_password {\n prefix\n}", "wrong argument count"},
 		{"app_password {\n scopes\n}", "wrong argument count"},
+		{"app_password {\n rate_limit {\n on_error deny\n }\n}", "rate_limit: on_error goes with redis <url>"},
+		{"app_password {\n rate_limit {\n redis\n }\n}", "wrong argument count"},
+		{"app_password {\n rate_limit {\n redis redis://r {\n db 3\n }\n }\n}", "unrecognized redis option 'db'"},
 	}
 	for _, c := range cases {
 		_, err := handlerJSON(t, c.block)
@@ -135,6 +148,8 @@ func TestProvisionErrorsNameTheOption(t *testing.T) {
 		{"nextcloud http://nc\nvault http://v\npassword_format loose", `password_format: "loose" is neither default nor strict`},
 		{"nextcloud http://nc\nvault http://v\nprefix api", `prefix: "api" must start with /`},
 		{"nextcloud http://nc\nvault http://v\nscopes a a", `scopes: scope "a" listed twice`},
+		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis ftp://r\n}", "rate_limit: redis: url: "},
+		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis redis://r\non_error maybe\n}", `rate_limit: redis: on_error: "maybe" is neither local nor deny`},
 	}
 	for _, c := range cases {
 		err := validate(t, site(c.block))

@@ -57,6 +57,7 @@ var (
 	errNCBadResponse   = &apiError{status: http.StatusBadGateway, msg: "Unexpected response from Nextcloud", outcome: "nextcloud_bad_response"}
 	errStorage         = &apiError{status: http.StatusServiceUnavailable, msg: "Secret storage unavailable", outcome: "storage_unavailable"}
 	errNotProvisioned  = &apiError{status: http.StatusNotFound, msg: "No app password provisioned for this user", outcome: "not_provisioned"}
+	errLimiterUnavail  = &apiError{status: http.StatusServiceUnavailable, msg: "Rate limiter unavailable", outcome: "rate_limiter_unavailable"}
 	errInternal        = &apiError{status: http.StatusInternalServerError, msg: "Internal server error", outcome: "internal_error"}
 )
 

@@ -14,14 +14,15 @@ import (
 // reloads. No label holds a user id or anything a client chose: routes,
 // methods and outcomes are fixed sets, and the zone is configuration.
 var metrics = struct {
-	once              sync.Once
-	requests          *prometheus.CounterVec
-	rateLimited       prometheus.Counter
-	nextcloudDuration *prometheus.HistogramVec
-	nextcloudErrors   *prometheus.CounterVec
-	vaultDuration     *prometheus.HistogramVec
-	vaultErrors       *prometheus.CounterVec
-	trackedUsers      prometheus.Collector
+	once               sync.Once
+	requests           *prometheus.CounterVec
+	rateLimited        prometheus.Counter
+	rateLimitFallbacks prometheus.Counter
+	nextcloudDuration  *prometheus.HistogramVec
+	nextcloudErrors    *prometheus.CounterVec
+	vaultDuration      *prometheus.HistogramVec
+	vaultErrors        *prometheus.CounterVec
+	trackedUsers       prometheus.Collector
 }{}
 
 const metricsNamespace, metricsSubsystem = "caddy", "app_password"
@@ -35,6 +36,8 @@ func initMetrics() {
 			"API requests by route, method and outcome.")), []string{"route", "method", "outcome"})
 		metrics.rateLimited = prometheus.NewCounter(prometheus.CounterOpts(opts("rate_limited_total",
 			"API requests refused by the per-user rate limit.")))
+		metrics.rateLimitFallbacks = prometheus.NewCounter(prometheus.CounterOpts(opts("rate_limit_fallbacks_total",
+			"Rate-limit checks the shared (Redis) limiter could not answer, so the in-process one (or on_error deny) did.")))
 		metrics.nextcloudDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "nextcloud_check_duration_seconds",
 			Help: "Time of one credential check against Nextcloud, by result.", Buckets: prometheus.DefBuckets,
@@ -58,7 +61,7 @@ func initMetrics() {
 func registerMetrics(reg prometheus.Registerer) error {
 	initMetrics()
 	for _, c := range []prometheus.Collector{
-		metrics.requests, metrics.rateLimited, metrics.nextcloudDuration, metrics.nextcloudErrors,
+		metrics.requests, metrics.rateLimited, metrics.rateLimitFallbacks, metrics.nextcloudDuration, metrics.nextcloudErrors,
 		metrics.vaultDuration, metrics.vaultErrors, metrics.trackedUsers,
 	} {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {

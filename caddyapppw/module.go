@@ -66,6 +66,7 @@ type Handler struct {
 	store     Store
 	vaultAuth *vaultAuth
 	limiter   *limiter
+	shared    *redisLimiter // nil unless rate_limit has redis
 	limits    limits
 	zone      string
 	logger    *zap.Logger
@@ -173,6 +174,25 @@ type RateLimitConfig struct {
 	// Default: the Nextcloud URL, since a user id names one account of one
 	// Nextcloud.
 	Zone string `json:"zone,omitempty"`
+	// Redis, to share the limit among Caddy replicas. Default: none, the
+	// limit is per process.
+	Redis *RedisConfig `json:"redis,omitempty"`
+}
+
+// RedisConfig is the shared rate limiter's Redis.
+type RedisConfig struct {
+	// redis://[user:password@]host:port/db, or rediss:// for TLS.
+	// Placeholders are replaced at provisioning.
+	URL string `json:"url,omitempty"`
+	// Password, when not in the URL (e.g. {env.REDIS_PASSWORD}).
+	Password string `json:"password,omitempty"`
+	// Bound of one Redis call; past it the check falls back. Default: 100ms
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Prefix of the keys. Default: caddy-apppw
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	// What a check does when Redis fails: "local" (the in-process
+	// limiter decides) or "deny" (503). Default: local
+	OnError string `json:"on_error,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -219,6 +239,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.zone = repl.ReplaceKnown(nc.URL, "")
 	}
 	h.limiter = acquireLimiter(h.zone)
+	if rl.Redis != nil {
+		if h.shared, err = newRedisLimiter(rl.Redis, repl, h.zone, h.limiter, h.logger); err != nil {
+			return fmt.Errorf("rate_limit: redis: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -338,6 +363,9 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.nextcloud != nil {
 		h.nextcloud.client.CloseIdleConnections()
+	}
+	if h.shared != nil {
+		_ = h.shared.client.Close()
 	}
 	return nil
 }

@@ -66,13 +66,19 @@ func limiterKey(userID string) string {
 	return userID
 }
 
-// reservation is one attempt under way. Exactly one of commit or release
-// must follow; release after commit does nothing, so "defer release" is
-// safe.
+// reservation is one attempt under way, in the in-process limiter (l, u)
+// or in the shared one (shared, key, member). Exactly one of commit or
+// release must follow; release after commit does nothing, so "defer
+// release" is safe. A value, not an interface: the in-process path must
+// not allocate.
 type reservation struct {
 	l    *limiter
 	u    *userWindow
 	done bool
+
+	shared      *redisLimiter
+	key, member string
+	window      time.Duration
 }
 
 // reserve takes an attempt for key at now. When the user has no attempt
@@ -109,10 +115,17 @@ func (l *limiter) reserve(key string, now time.Time, lim limits) (res reservatio
 
 // commit counts the attempt at now.
 func (r *reservation) commit(now time.Time) {
-	if r.done || r.l == nil {
+	if r.done {
 		return
 	}
 	r.done = true
+	if r.shared != nil {
+		r.shared.commit(r.key, r.member, now, r.window)
+		return
+	}
+	if r.l == nil {
+		return
+	}
 	r.l.mu.Lock()
 	defer r.l.mu.Unlock()
 	u := r.u
@@ -128,10 +141,17 @@ func (r *reservation) commit(now time.Time) {
 
 // release gives the attempt back uncounted.
 func (r *reservation) release() {
-	if r.done || r.l == nil {
+	if r.done {
 		return
 	}
 	r.done = true
+	if r.shared != nil {
+		r.shared.release(r.key, r.member)
+		return
+	}
+	if r.l == nil {
+		return
+	}
 	r.l.mu.Lock()
 	defer r.l.mu.Unlock()
 	r.u.inflight--
