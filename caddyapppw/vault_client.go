@@ -3,12 +3,17 @@ package caddyapppw
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/vault/api"
 )
+
+// maxIdleVaultConns is how many kept-alive connections to Vault a config
+// holds, enough for the concurrent requests of a busy instance.
+const maxIdleVaultConns = 64
 
 // newVaultClient builds the client of the official Vault library. It
 // starts from api.DefaultConfig, so every VAULT_* variable works as in
@@ -26,6 +31,12 @@ func newVaultClient(v *VaultConfig, repl *caddy.Replacer) (*api.Client, error) {
 	}
 	cfg.Timeout = time.Duration(v.Timeout)
 	cfg.MaxRetries = max(v.MaxRetries, 0)
+	// The library keeps GOMAXPROCS+1 idle connections per host; under a
+	// burst of provisionings the rest are closed and dialled again, which
+	// costs Vault and Caddy more CPU than the writes themselves.
+	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
+		t.MaxIdleConnsPerHost = maxIdleVaultConns
+	}
 	// Logins use a clone of the client without its token; the clone must
 	// keep the namespace header.
 	cfg.CloneHeaders = true
