@@ -87,20 +87,20 @@ func main() {
 	backend, stopBackend := startBackend()
 	cl.Cleanup(stopBackend)
 
-	portA, portB := freePort(), freePort()
+	siteA, siteB := "http://"+freeAddr(), "http://"+freeAddr()
 	caddy := startCaddy(bin, dir, fmt.Sprintf(`{
 	admin off
 	persist_config off
 	auto_https off
 }
 
-http://127.0.0.1:%d {
+%s {
 	reverse_proxy %s {
 		flush_interval -1
 	}
 }
 
-http://127.0.0.1:%d {
+%s {
 	app_password {
 		nextcloud %s
 		vault %s {
@@ -112,8 +112,8 @@ http://127.0.0.1:%d {
 		flush_interval -1
 	}
 }
-`, portA, backend, portB, nc.URL, vault.Addr, backend), []string{"VAULT_TOKEN=" + vault.Token})
-	defer caddy.stop()
+`, siteA, backend, siteB, nc.URL, vault.Addr, backend), []string{"VAULT_TOKEN=" + vault.Token})
+	defer caddy.Stop()
 	processes = append(processes,
 		struct {
 			name string
@@ -122,12 +122,11 @@ http://127.0.0.1:%d {
 		struct {
 			name string
 			pid  int
-		}{"Caddy", caddy.cmd.Process.Pid},
+		}{"Caddy", caddy.Pid()},
 		struct {
 			name string
 			pid  int
 		}{"bench (load, fake Nextcloud, backend)", os.Getpid()})
-	siteA, siteB := fmt.Sprintf("http://127.0.0.1:%d", portA), fmt.Sprintf("http://127.0.0.1:%d", portB)
 
 	var report bytes.Buffer
 	fmt.Fprintf(&report, "Machine: %d cores, %s %s/%s. Plan: %d rounds of %s per side, %d workers, %d flood requests.\n\n",
@@ -196,7 +195,7 @@ http://127.0.0.1:%d {
 	}
 
 	step(fmt.Sprintf("key flood: %d distinct user ids failing the format check", p.flood))
-	before := caddy.rss()
+	before := rss(caddy.Pid())
 	flood := closedLoop(p.workers, 10*time.Minute, p.flood, func(ctx context.Context, _, seq int) bool {
 		id := fmt.Sprintf("flood%07d", seq)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, siteB+"/api/v1/users/"+id+"/app-password", nil)
@@ -209,7 +208,7 @@ http://127.0.0.1:%d {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusBadRequest
 	})
-	after := caddy.rss()
+	after := rss(caddy.Pid())
 	legit := post(context.Background(), 0, -1)
 	fmt.Fprintf(&report, "\nKey flood: %d requests (%s); Caddy RSS %.1f MiB before, %.1f MiB after (+%.1f MiB); a legitimate POST afterwards: %v.\n",
 		flood.requests, flood, mib(before), mib(after), mib(after-before), map[bool]string{true: "200, served", false: "FAILED"}[legit])

@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/caddyproc"
 )
 
 // backend is the stand-in for the MCP server: a 1 KiB answer, and an SSE
@@ -38,49 +37,18 @@ func startBackend() (string, func()) {
 	return ln.Addr().String(), func() { _ = srv.Close() }
 }
 
-// caddyProcess is the Caddy binary under test.
-type caddyProcess struct {
-	cmd *exec.Cmd
-}
-
-// startCaddy runs bin with the Caddyfile text and waits until it serves.
-func startCaddy(bin, dir, caddyfile string, env []string) *caddyProcess {
+// startCaddy writes the Caddyfile and runs bin on it until it serves.
+func startCaddy(bin, dir, caddyfile string, env []string) *caddyproc.Process {
 	file := filepath.Join(dir, "Caddyfile")
 	must(os.WriteFile(file, []byte(caddyfile), 0o600))
-	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Env = append(cmd.Env, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	stderr, err := cmd.StderrPipe()
+	p, err := caddyproc.Start(bin, file, dir, env...)
 	must(err)
-	must(cmd.Start())
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		seen := false
-		for sc.Scan() {
-			if !seen && strings.Contains(sc.Text(), "serving initial configuration") {
-				seen = true
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(time.Minute):
-		_ = cmd.Process.Kill()
-		fail("caddy did not start")
-	}
-	return &caddyProcess{cmd: cmd}
+	return p
 }
 
-func (c *caddyProcess) stop() {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	_ = c.cmd.Wait()
-}
-
-// rss is the resident memory of the process, from /proc.
-func (c *caddyProcess) rss() int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+// rss is the resident memory of a process, from /proc.
+func rss(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	must(err)
 	for _, line := range strings.Split(string(data), "\n") {
 		if strings.HasPrefix(line, "VmRSS:") {
@@ -103,11 +71,10 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / ticksPerSecond
 }
 
-func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr() string {
+	addr, err := caddyproc.FreeAddr()
 	must(err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return addr
 }
 
 func must(err error) {

@@ -184,56 +184,61 @@ func (a *vaultAuth) logIn(ctx context.Context) error {
 	return nil
 }
 
+// renew keeps secret's token renewed with a LifetimeWatcher until the
+// watcher gives up, and returns why (nil: the max TTL is near); stopped
+// means close ended it first.
+func (a *vaultAuth) renew(secret *api.Secret) (stopped bool, err error) {
+	w, err := a.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
+	if err != nil {
+		return false, err
+	}
+	go w.Start()
+	defer w.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return true, nil
+		case r := <-w.RenewCh():
+			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
+				a.logger.Debug("vault token renewed", zap.String("auth", a.method),
+					zap.Duration("ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second))
+			}
+		case err := <-w.DoneCh():
+			return false, err
+		}
+	}
+}
+
 // goWatch renews the login of generation gen until it can no longer be
 // renewed, then logs in again ahead of its expiry.
 func (a *vaultAuth) goWatch(secret *api.Secret, gen uint64) {
-	w, err := a.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
-	if err != nil {
-		a.logger.Warn("vault token renewal not started", zap.String("auth", a.method), zap.Error(err))
-		return
-	}
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		go w.Start()
-		defer w.Stop()
-		for {
-			select {
-			case <-a.ctx.Done():
-				return
-			case r := <-w.RenewCh():
-				if r != nil && r.Secret != nil && r.Secret.Auth != nil {
-					a.logger.Debug("vault token renewed", zap.String("auth", a.method),
-						zap.Duration("ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second))
-				}
-			case err := <-w.DoneCh():
-				a.mu.Lock()
-				defer a.mu.Unlock()
-				if a.gen != gen || a.ctx.Err() != nil {
-					return // a newer login already replaced this one
-				}
-				if err != nil {
-					a.logger.Warn("vault token renewal failed; logging in again", zap.String("auth", a.method), zap.Error(err))
-				} else {
-					a.logger.Info("vault token reached its max TTL; logging in again", zap.String("auth", a.method))
-				}
-				if err := a.logIn(a.ctx); err != nil {
-					// The next request tries again.
-					a.logger.Warn("vault login failed", zap.String("auth", a.method), zap.Error(err))
-				}
-				return
-			}
+	a.wg.Go(func() {
+		stopped, err := a.renew(secret)
+		if stopped {
+			return
 		}
-	}()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.gen != gen || a.ctx.Err() != nil {
+			return // a newer login already replaced this one
+		}
+		if err != nil {
+			a.logger.Warn("vault token renewal failed; logging in again", zap.String("auth", a.method), zap.Error(err))
+		} else {
+			a.logger.Info("vault token reached its max TTL; logging in again", zap.String("auth", a.method))
+		}
+		if err := a.logIn(a.ctx); err != nil {
+			// The next request tries again.
+			a.logger.Warn("vault login failed", zap.String("auth", a.method), zap.Error(err))
+		}
+	})
 }
 
 // goRenewStaticToken looks the configured token up once and, if it is
 // renewable, keeps renewing it. It runs in the background so no request
 // waits for it.
 func (a *vaultAuth) goRenewStaticToken() {
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
+	a.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(a.ctx, a.client.ClientTimeout())
 		sec, err := a.client.Auth().Token().LookupSelfWithContext(ctx)
 		cancel()
@@ -246,26 +251,13 @@ func (a *vaultAuth) goRenewStaticToken() {
 		if !renewable || ttl == 0 {
 			return
 		}
-		w, err := a.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: &api.Secret{
+		stopped, err := a.renew(&api.Secret{
 			Auth: &api.SecretAuth{ClientToken: a.client.Token(), Renewable: true, LeaseDuration: int(ttl.Seconds())},
-		}})
-		if err != nil {
-			return
+		})
+		if !stopped {
+			a.logger.Warn("vault token can no longer be renewed; it will expire", zap.Error(err))
 		}
-		go w.Start()
-		defer w.Stop()
-		for {
-			select {
-			case <-a.ctx.Done():
-				return
-			case <-w.RenewCh():
-				a.logger.Debug("vault token renewed", zap.String("auth", "token"))
-			case err := <-w.DoneCh():
-				a.logger.Warn("vault token can no longer be renewed; it will expire", zap.Error(err))
-				return
-			}
-		}
-	}()
+	})
 }
 
 func appRoleLogin(client *api.Client, c *AppRoleConfig) func(context.Context) (*api.SecretAuth, error) {

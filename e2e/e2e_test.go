@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,12 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/caddy-apppw/caddy-apppw/internal/caddyproc"
 	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
 )
@@ -75,19 +73,15 @@ func TestDeploymentEndToEnd(t *testing.T) {
 	release := make(chan struct{})
 	upstream := mcpServer(t, release)
 
-	site := freeAddr(t)
-	caddy := exec.Command(bin, "run", "--config", "../Caddyfile.example", "--adapter", "caddyfile")
-	caddy.Env = append(os.Environ(),
-		"SITE_ADDRESS=http://"+site, "CADDY_ADMIN="+freeAddr(t),
+	site, admin := freeAddr(t), freeAddr(t)
+	caddy, err := caddyproc.Start(bin, "../Caddyfile.example", t.TempDir(),
+		"SITE_ADDRESS=http://"+site, "CADDY_ADMIN="+admin,
 		"NEXTCLOUD_URL="+nc.URL, "VAULT_ADDR="+vault.Addr, "VAULT_TOKEN="+vault.Token,
-		"MCP_UPSTREAM="+upstream, "XDG_DATA_HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir(),
-	)
-	stderr, _ := caddy.StderrPipe()
-	if err := caddy.Start(); err != nil {
+		"MCP_UPSTREAM="+upstream)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = caddy.Process.Signal(syscall.SIGTERM); _ = caddy.Wait() })
-	waitForLine(t, stderr, "serving initial configuration")
+	t.Cleanup(caddy.Stop)
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -165,32 +159,11 @@ func TestDeploymentEndToEnd(t *testing.T) {
 	}
 }
 
-// waitForLine reads r until a line contains want, then keeps draining it.
-func waitForLine(t *testing.T, r io.Reader, want string) {
-	t.Helper()
-	found := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(r)
-		seen := false
-		for sc.Scan() {
-			if !seen && strings.Contains(sc.Text(), want) {
-				close(found)
-				seen = true
-			}
-		}
-	}()
-	select {
-	case <-found:
-	case <-time.After(time.Minute):
-		t.Fatalf("caddy did not log %q within a minute", want)
-	}
-}
-
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	addr, err := caddyproc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr())
+	return addr
 }

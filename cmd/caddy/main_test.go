@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -11,10 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/caddy-apppw/caddy-apppw/internal/caddyproc"
 	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
 )
@@ -24,47 +22,30 @@ import (
 // Astrolabe does: the secret must land at the documented Vault path, and
 // everything else must reach the MCP upstream.
 func TestCaddyfileExampleAsOperatorsRunIt(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "caddy")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
-	}
-
+	bin := buildCaddy(t)
 	vault := devvault.Start(t, devvault.Options{})
 	nc := fakenextcloud.New(t)
 	nc.AddUser("alice", "alice@example.com", "Abcde-Fghij-Klmno-Pqrst-Uvwxy")
 	mcp := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "mcp saw %s %s", r.Method, r.URL.Path)
 	})}
-	mcpLn := listen(t)
+	mcpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() { _ = mcp.Serve(mcpLn) }()
 	t.Cleanup(func() { _ = mcp.Close() })
 
 	site := freeAddr(t)
-	cmd := exec.Command(bin, "run", "--config", "../../Caddyfile.example", "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(),
-		"SITE_ADDRESS=http://"+site,
-		"CADDY_ADMIN="+freeAddr(t),
-		"NEXTCLOUD_URL="+nc.URL,
-		"VAULT_ADDR="+vault.Addr,
-		"VAULT_TOKEN="+vault.Token,
-		"MCP_UPSTREAM="+mcpLn.Addr().String(),
-		"XDG_DATA_HOME="+t.TempDir(),
-		"XDG_CONFIG_HOME="+t.TempDir(),
-	)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	env := []string{
+		"SITE_ADDRESS=http://" + site,
+		"CADDY_ADMIN=" + freeAddr(t),
+		"NEXTCLOUD_URL=" + nc.URL,
+		"VAULT_ADDR=" + vault.Addr,
+		"VAULT_TOKEN=" + vault.Token,
+		"MCP_UPSTREAM=" + mcpLn.Addr().String(),
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
-	waitForLine(t, stderr, "serving initial configuration")
+	startCaddy(t, bin, "../../Caddyfile.example", env...)
 
 	req, _ := http.NewRequest("POST", "http://"+site+"/api/v1/users/alice/app-password", strings.NewReader(`{"username": "alice@example.com"}`))
 	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:Abcde-Fghij-Klmno-Pqrst-Uvwxy")))
@@ -99,7 +80,7 @@ func TestCaddyfileExampleAsOperatorsRunIt(t *testing.T) {
 
 	// The operator's check of the same config and environment.
 	check := exec.Command(bin, "app-password", "check", "--config", "../../Caddyfile.example", "--adapter", "caddyfile")
-	check.Env = cmd.Env
+	check.Env = append(os.Environ(), env...)
 	out, err := check.Output()
 	if err != nil {
 		t.Fatalf("app-password check: %v\n%s", err, out)
@@ -108,46 +89,40 @@ func TestCaddyfileExampleAsOperatorsRunIt(t *testing.T) {
 		t.Fatalf("app-password check printed %d ok lines:\n%s", n, out)
 	}
 	check = exec.Command(bin, "app-password", "check", "--config", "../../Caddyfile.example", "--adapter", "caddyfile")
-	check.Env = append(cmd.Env, "VAULT_ADDR=http://127.0.0.1:1")
+	check.Env = append(append(os.Environ(), env...), "VAULT_ADDR=http://127.0.0.1:1")
 	out, err = check.Output()
 	if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 || !strings.Contains(string(out), "FAIL vault reachable") {
 		t.Fatalf("check against a dead Vault: %v\n%s", err, out)
 	}
 }
 
-// waitForLine reads r until a line contains want, then keeps draining it
-// so the process never blocks on a full pipe.
-func waitForLine(t *testing.T, r io.Reader, want string) {
+// buildCaddy builds this command into the test's temporary directory.
+func buildCaddy(t *testing.T) string {
 	t.Helper()
-	found := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(r)
-		seen := false
-		for sc.Scan() {
-			if !seen && strings.Contains(sc.Text(), want) {
-				close(found)
-				seen = true
-			}
-		}
-	}()
-	select {
-	case <-found:
-	case <-time.After(time.Minute):
-		t.Fatalf("caddy did not log %q within a minute", want)
+	bin := filepath.Join(t.TempDir(), "caddy")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
 	}
+	return bin
 }
 
-func listen(t *testing.T) net.Listener {
+// startCaddy runs the binary on a Caddyfile until the test ends.
+func startCaddy(t *testing.T, bin, caddyfile string, env ...string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := caddyproc.Start(bin, caddyfile, t.TempDir(), env...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ln
+	t.Cleanup(p.Stop)
 }
 
 func freeAddr(t *testing.T) string {
-	ln := listen(t)
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Helper()
+	addr, err := caddyproc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }

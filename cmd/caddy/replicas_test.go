@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
@@ -21,12 +19,7 @@ import (
 // are limited to the configured total, and concurrent attempts at the
 // boundary never get past it.
 func TestReplicasShareOneLimit(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "caddy")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatal(err)
-	}
+	bin := buildCaddy(t)
 	redis := redistest.Start(t)
 	vault := devvault.Start(t, devvault.Options{})
 	nc := fakenextcloud.New(t)
@@ -55,15 +48,7 @@ http://%s {
 `, site, nc.URL, vault.Addr, i)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
-		cmd.Env = append(os.Environ(), "VAULT_TOKEN="+vault.Token, "REDIS_URL="+redis.URL(),
-			"XDG_DATA_HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-		waitForLine(t, stderr, "serving initial configuration")
+		startCaddy(t, bin, file, "VAULT_TOKEN="+vault.Token, "REDIS_URL="+redis.URL())
 	}
 
 	attempt := func(site, user string) int {

@@ -3,14 +3,14 @@
 package redistest
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/caddyproc"
 )
 
 // Server is a running redis-server.
@@ -55,25 +55,11 @@ func (s *Server) start() error {
 	s.done = make(chan struct{})
 	done := s.done
 	go func() { _ = s.cmd.Wait(); close(done) }()
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		seen := false
-		for sc.Scan() {
-			if !seen && strings.Contains(sc.Text(), "Ready to accept connections") {
-				seen = true
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-		return nil
-	case <-done:
-		return fmt.Errorf("redis-server on %s exited at start", s.Addr)
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("redis-server on %s not ready in 30 s", s.Addr)
+	if err := caddyproc.WaitForLine(out, "Ready to accept connections", 30*time.Second); err != nil {
+		s.Kill()
+		return fmt.Errorf("redis-server on %s: %w", s.Addr, err)
 	}
+	return nil
 }
 
 // URL is the redis:// URL of the server.
