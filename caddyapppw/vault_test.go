@@ -519,11 +519,22 @@ func TestConcurrentProvisionsOfManyUsers(t *testing.T) {
 	}
 }
 
-// watchers counts the renewal goroutines of vaultAuth that are running.
+// watchers counts the goroutines of vaultAuth's renewal loops that are
+// running: those with goWatch's closure or renew in a frame of their own
+// (not in a "created by" line), just started or already renewing.
 func watchers() int {
 	buf := make([]byte, 1<<22)
-	n := runtime.Stack(buf, true)
-	return strings.Count(string(buf[:n]), "\ngithub.com/caddy-apppw/caddy-apppw/caddyapppw.(*vaultAuth).goWatch.func1(")
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		for _, line := range strings.Split(g, "\n") {
+			if !strings.HasPrefix(line, "created by") && strings.Contains(line, "caddyapppw.(*vaultAuth).") &&
+				(strings.Contains(line, "goWatch.func1(") || strings.Contains(line, ".renew(")) {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 func TestReloadsLeakNoRenewalGoroutine(t *testing.T) {
