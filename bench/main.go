@@ -138,13 +138,7 @@ func main() {
 	get := func(base, path string) func(context.Context, int, int) bool {
 		return func(ctx context.Context, _, _ int) bool {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
-			resp, err := client.Do(req)
-			if err != nil {
-				return false
-			}
-			_, err = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return err == nil && resp.StatusCode == http.StatusOK
+			return send(client, req) == http.StatusOK
 		}
 	}
 	for _, path := range []string{"/kib", "/sse"} {
@@ -173,17 +167,7 @@ func main() {
 	}
 	post := func(ctx context.Context, _, _ int) bool {
 		id := fmt.Sprintf("p%d", ids.Add(1))
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, siteB+"/api/v1/users/"+id+"/app-password",
-			strings.NewReader(`{"username":"`+id+`"}`))
-		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(id+":"+password)))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return provision(ctx, client, siteB, id, password, `{"username":"`+id+`"}`) == http.StatusOK
 	}
 	a, b := alternate(p, p.workers, raw, post)
 	row(&report, "provisioning: writes/s (A raw Vault KV v2 cas=0, B POST through Caddy)", a.rps(), b.rps())
@@ -197,16 +181,7 @@ func main() {
 	step(fmt.Sprintf("key flood: %d distinct user ids failing the format check", p.flood))
 	before := rss(caddy.Pid())
 	flood := closedLoop(p.workers, 10*time.Minute, p.flood, func(ctx context.Context, _, seq int) bool {
-		id := fmt.Sprintf("flood%07d", seq)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, siteB+"/api/v1/users/"+id+"/app-password", nil)
-		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(id+":short")))
-		resp, err := client.Do(req)
-		if err != nil {
-			return false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusBadRequest
+		return provision(ctx, client, siteB, fmt.Sprintf("flood%07d", seq), "short", "") == http.StatusBadRequest
 	})
 	after := rss(caddy.Pid())
 	legit := post(context.Background(), 0, -1)
@@ -240,6 +215,28 @@ func main() {
 var processes []struct {
 	name string
 	pid  int
+}
+
+// provision is Astrolabe's POST for user id with password; body may be "".
+func provision(ctx context.Context, client *http.Client, site, id, pw, body string) int {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, site+"/api/v1/users/"+id+"/app-password", strings.NewReader(body))
+	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(id+":"+pw)))
+	req.Header.Set("Content-Type", "application/json")
+	return send(client, req)
+}
+
+// send runs req, reads the whole answer and returns its status (0 when
+// there was none).
+func send(client *http.Client, req *http.Request) int {
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0
+	}
+	return resp.StatusCode
 }
 
 // alternate runs A and B in turns, round after round, swapping which goes

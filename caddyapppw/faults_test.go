@@ -188,13 +188,7 @@ func TestVaultSlowerThanTheTimeout(t *testing.T) {
 	if d := time.Since(start); d > 2500*time.Millisecond {
 		t.Fatalf("answered after %s", d)
 	}
-	var timedOut bool
-	for _, l := range e.logLines() {
-		if c, _ := l["cause"].(string); strings.HasPrefix(c, "timeout: ") {
-			timedOut = true
-		}
-	}
-	if !timedOut {
+	if !e.causeLogged("timeout: ") {
 		t.Fatal("no log line says timeout")
 	}
 }
@@ -211,13 +205,7 @@ func TestVaultSealedThenUnsealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	access().expect(t, 503, storageDown)
-	var sealed bool
-	for _, l := range e.logLines() {
-		if c, _ := l["cause"].(string); strings.HasPrefix(c, "sealed: ") {
-			sealed = true
-		}
-	}
-	if !sealed {
+	if !e.causeLogged("sealed: ") {
 		t.Fatal("no log line says sealed")
 	}
 

@@ -390,3 +390,15 @@ func (b *backend) requests() []seenRequest {
 	defer b.mu.Unlock()
 	return append([]seenRequest(nil), b.seen...)
 }
+
+// causeLogged reports whether a 5xx log line of the module gives a cause
+// that starts with prefix (a kind such as "sealed: ").
+func (e *env) causeLogged(prefix string) bool {
+	e.t.Helper()
+	for _, l := range e.logLines() {
+		if c, _ := l["cause"].(string); strings.HasPrefix(c, prefix) {
+			return true
+		}
+	}
+	return false
+}
