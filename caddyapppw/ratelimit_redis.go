@@ -15,30 +15,38 @@ import (
 )
 
 // reserveScript is the shared limiter's one atomic step: drop the attempts
-// that left the window, and either refuse (with the oldest attempt's time)
-// or add this attempt. Run inside Redis, so two replicas racing for the
-// last attempt cannot both get it. Times are Unix microseconds, exact in a
-// sorted-set score (a double). The key expires one window after its last
-// attempt, so Redis memory follows the active users.
+// that left the window, and either refuse (with the oldest counted
+// attempt's time, or -1 when every attempt is still in flight) or add this
+// attempt as in flight. Run inside Redis, so two replicas racing for the
+// last attempt cannot both get it. Members are "p:<id>" while in flight
+// and "c:<id>" once counted, as the in-process limiter tells the two
+// apart; times are Unix microseconds, exact in a sorted-set score. The key
+// expires one window after its last attempt, so Redis memory follows the
+// active users.
 var reserveScript = redis.NewScript(`
 local key = KEYS[1]
 local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
 if redis.call('ZCARD', key) >= limit then
-  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  return {0, oldest[2]}
+  local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'c:' then
+      return {0, all[i + 1]}
+    end
+  end
+  return {0, '-1'}
 end
-redis.call('ZADD', key, now, ARGV[4])
+redis.call('ZADD', key, now, 'p:' .. ARGV[4])
 redis.call('PEXPIRE', key, math.ceil(window / 1000))
 return {1, '0'}
 `)
 
-// commitScript moves a reserved attempt to the time it was counted (as
-// the in-process limiter records it) and renews the key's expiry.
+// commitScript turns an in-flight attempt into one counted at now (as the
+// in-process limiter records it) and renews the key's expiry.
 var commitScript = redis.NewScript(`
-if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[3]) >= 0 then
-  redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) / 1000))
-end
+redis.call('ZREM', KEYS[1], 'p:' .. ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[1], 'c:' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) / 1000))
 return 1
 `)
 
@@ -93,7 +101,8 @@ func (rl *redisLimiter) reserve(key string, now time.Time, lim limits) (reservat
 		return reservation{shared: rl, key: rl.prefix + key, member: member, window: lim.window}, 0, true, nil
 	}
 	oldest, err := strconv.ParseFloat(fmt.Sprint(res[1]), 64)
-	if err != nil {
+	if err != nil || oldest < 0 {
+		// Every attempt is still in flight: none has an age yet.
 		return reservation{}, time.Second, false, nil
 	}
 	return reservation{}, time.Duration(int64(oldest)+windowUS-nowUS) * time.Microsecond, false, nil
@@ -114,7 +123,7 @@ func (rl *redisLimiter) commit(key, member string, now time.Time, window time.Du
 func (rl *redisLimiter) release(key, member string) {
 	ctx, cancel := context.WithTimeout(context.Background(), rl.timeout)
 	defer cancel()
-	if err := rl.client.ZRem(ctx, key, member).Err(); err != nil {
+	if err := rl.client.ZRem(ctx, key, "p:"+member).Err(); err != nil {
 		rl.logger.Debug("shared rate limiter: release failed", zap.Error(err))
 	}
 }

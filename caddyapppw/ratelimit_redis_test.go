@@ -76,6 +76,21 @@ func TestRedisLimiterMatchesInProcess(t *testing.T) {
 		}
 	}
 	_ = held
+
+	// Every attempt in flight: refused, with no age to wait for.
+	for range 3 {
+		if _, _, ok := sharedReserve(t, rl, "carol", t0, lim); !ok {
+			t.Fatal("carol refused early")
+		}
+		if _, _, ok := local.reserve("carol", t0, lim); !ok {
+			t.Fatal("carol refused early in process")
+		}
+	}
+	_, rwait, rok := sharedReserve(t, rl, "carol", t0, lim)
+	_, lwait, lok := local.reserve("carol", t0, lim)
+	if rok || lok || retryAfterSeconds(rwait) != 1 || retryAfterSeconds(lwait) != 1 {
+		t.Fatalf("all in flight: redis (%v, %v) in process (%v, %v)", rok, rwait, lok, lwait)
+	}
 }
 
 func TestRedisLimiterKeysExpire(t *testing.T) {
