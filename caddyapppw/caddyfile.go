@@ -69,6 +69,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	            password   <password>
 //	            timeout    <duration>
 //	            key_prefix <prefix>
+//	            ca_cert    <pem_file>
 //	        }
 //	        on_error local|deny
 //	    }
@@ -272,6 +273,8 @@ func unmarshalRedis(d *caddyfile.Dispenser, r *RedisConfig) error {
 			err = durationArg(d, &r.Timeout)
 		case "key_prefix":
 			err = oneArg(d, &r.KeyPrefix)
+		case "ca_cert":
+			err = oneArg(d, &r.CACert)
 		default:
 			err = d.Errf("unrecognized redis option '%s'", d.Val())
 		}

@@ -77,10 +77,11 @@ func TestCaddyfileOptions(t *testing.T) {
 					password {env.REDIS_PASSWORD}
 					timeout 50ms
 					key_prefix mcp
+					ca_cert /etc/redis-ca.pem
 				}
 				on_error deny
 			}
-		}`, `{"rate_limit":{"attempts":5,"window":3600000000000,"redis":{"url":"rediss://redis.internal:6380/2","password":"{env.REDIS_PASSWORD}","timeout":50000000,"key_prefix":"mcp","on_error":"deny"}}}`},
+		}`, `{"rate_limit":{"attempts":5,"window":3600000000000,"redis":{"url":"rediss://redis.internal:6380/2","password":"{env.REDIS_PASSWORD}","ca_cert":"/etc/redis-ca.pem","timeout":50000000,"key_prefix":"mcp","on_error":"deny"}}}`},
 	}
 	for _, c := range cases {
 		got, err := handlerJSON(t, c.block)
@@ -149,6 +150,7 @@ func TestProvisionErrorsNameTheOption(t *testing.T) {
 		{"nextcloud http://nc\nvault http://v\nprefix api", `prefix: "api" must start with /`},
 		{"nextcloud http://nc\nvault http://v\nscopes a a", `scopes: scope "a" listed twice`},
 		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis ftp://r\n}", "rate_limit: redis: url: "},
+		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis redis://r {\nca_cert /x.pem\n}\n}", "rate_limit: redis: ca_cert needs a rediss:// url"},
 		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis redis://r\non_error maybe\n}", `rate_limit: redis: on_error: "maybe" is neither local nor deny`},
 	}
 	for _, c := range cases {

@@ -186,6 +186,9 @@ type RedisConfig struct {
 	URL string `json:"url,omitempty"`
 	// Password, when not in the URL (e.g. {env.REDIS_PASSWORD}).
 	Password string `json:"password,omitempty"`
+	// PEM file of the CA that signed Redis's certificate (rediss:// URLs),
+	// besides the system's.
+	CACert string `json:"ca_cert,omitempty"`
 	// Bound of one Redis call; past it the check falls back. Default: 100ms
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// Prefix of the keys. Default: caddy-apppw

@@ -1,8 +1,10 @@
 package caddyapppw
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -25,6 +27,23 @@ func newRedisLimiter(c *RedisConfig, repl *caddy.Replacer, zone string, local *l
 	}
 	if pw := repl.ReplaceKnown(c.Password, ""); pw != "" {
 		opts.Password = pw
+	}
+	if c.CACert != "" {
+		if opts.TLSConfig == nil {
+			return nil, errors.New("ca_cert needs a rediss:// url")
+		}
+		pem, err := os.ReadFile(c.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("ca_cert: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_cert: %s holds no PEM certificate", c.CACert)
+		}
+		opts.TLSConfig.RootCAs = pool
 	}
 	timeout := time.Duration(c.Timeout)
 	if timeout == 0 {
