@@ -3,14 +3,12 @@ package caddyapppw
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 )
@@ -63,16 +61,9 @@ func newNextcloud(baseURL string, timeout time.Duration, caFile string, insecure
 	if caFile != "" || insecure {
 		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // explicit opt-in, documented for labs
 		if caFile != "" {
-			pem, err := os.ReadFile(caFile)
+			pool, err := systemPoolWithCA(caFile)
 			if err != nil {
-				return nil, fmt.Errorf("ca_cert: %w", err)
-			}
-			pool, err := x509.SystemCertPool()
-			if err != nil {
-				pool = x509.NewCertPool()
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("ca_cert: %s holds no PEM certificate", caFile)
+				return nil, err
 			}
 			tlsCfg.RootCAs = pool
 		}

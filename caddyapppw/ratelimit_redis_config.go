@@ -1,10 +1,8 @@
 package caddyapppw
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -32,16 +30,9 @@ func newRedisLimiter(c *RedisConfig, repl *caddy.Replacer, zone string, local *l
 		if opts.TLSConfig == nil {
 			return nil, errors.New("ca_cert needs a rediss:// url")
 		}
-		pem, err := os.ReadFile(c.CACert)
+		pool, err := systemPoolWithCA(c.CACert)
 		if err != nil {
-			return nil, fmt.Errorf("ca_cert: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_cert: %s holds no PEM certificate", c.CACert)
+			return nil, err
 		}
 		opts.TLSConfig.RootCAs = pool
 	}
