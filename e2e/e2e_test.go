@@ -29,7 +29,7 @@ func caddyBinary(t *testing.T) string {
 		return bin
 	}
 	bin := filepath.Join(t.TempDir(), "caddy")
-	build := exec.Command("go", "run", "./cmd/build-caddy", "-config", "xcaddy.json", "-o", bin)
+	build := exec.Command("go", "-C", "cmd/build-caddy", "run", ".", "-o", bin)
 	build.Dir = ".."
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
