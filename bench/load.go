@@ -9,40 +9,60 @@ import (
 	"time"
 )
 
-// result is what one load run measured.
+// A probe sends one request and checks the answer the way the request's
+// kind calls for (status and body, or the whole event stream): err is nil
+// only for the correct answer, else it says what was wrong. first is how
+// long the first event of a streamed answer took (0 for other kinds).
+type probe func(ctx context.Context, seq int) (first time.Duration, err error)
+
+// result is what one load run measured. Only correct answers count as
+// throughput and latency: a fast 500 must not make a side look faster.
 type result struct {
-	requests int
-	failures int
+	correct  int   // answers that passed the probe's check
+	failures int   // wrong answers
+	firstErr error // the first wrong answer, for the report
+	cut      int   // requests cut off unanswered by the run's end: neither
+	cutErr   error // the last of them, to explain a run with no answer
 	elapsed  time.Duration
-	p50, p99 time.Duration
-	lat      []time.Duration // sorted
-	cpu      []time.Duration // per process in processes, during these requests
+	p50, p99 time.Duration // latency of the correct answers
+	lat      []time.Duration
+	// Time to the first event of a stream (correct answers; empty when the
+	// probe does not stream): a proxy that buffers shows here.
+	first50, first99 time.Duration
+	firsts           []time.Duration
+	cpu              []time.Duration // per process in processes, during these requests
 }
 
-func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+// rps is the rate of correct answers.
+func (r result) rps() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.correct) / r.elapsed.Seconds()
+}
 
 func (r result) String() string {
-	return fmt.Sprintf("%.0f req/s, p50 %s, p99 %s, %d failed", r.rps(), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.failures)
+	return fmt.Sprintf("%.0f correct answers/s, p50 %s, p99 %s, %d wrong",
+		r.rps(), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.failures)
 }
 
 // closedLoop runs workers that each send one request after another until
-// the duration is over or maxRequests are sent (0: no bound). do gets the
-// worker and a sequence number unique in the run, and reports success.
-func closedLoop(workers int, d time.Duration, maxRequests int, do func(ctx context.Context, worker, seq int) bool) result {
+// the duration is over or maxRequests are sent (0: no bound). do gets a
+// sequence number unique in the run.
+func closedLoop(workers int, d time.Duration, maxRequests int, do probe) result {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var (
 		mu      sync.Mutex
-		lat     []time.Duration
-		fails   int
+		all     result
 		next    int
 		wg      sync.WaitGroup
 		started = time.Now()
 	)
-	for w := range workers {
+	for range workers {
 		wg.Go(func() {
-			local := make([]time.Duration, 0, 4096)
-			localFails := 0
+			var local result
+			local.lat = make([]time.Duration, 0, 4096)
 			for ctx.Err() == nil {
 				mu.Lock()
 				seq := next
@@ -52,50 +72,75 @@ func closedLoop(workers int, d time.Duration, maxRequests int, do func(ctx conte
 					break
 				}
 				t := time.Now()
-				ok := do(ctx, w, seq)
-				if ctx.Err() != nil && !ok {
-					break // cut off by the deadline: not a failure
-				}
-				local = append(local, time.Since(t))
-				if !ok {
-					localFails++
+				first, err := do(ctx, seq)
+				took := time.Since(t)
+				switch {
+				case err == nil:
+					local.correct++
+					local.lat = append(local.lat, took)
+					if first > 0 {
+						local.firsts = append(local.firsts, first)
+					}
+				case ctx.Err() != nil:
+					// Cut off by the deadline: not an answer at all.
+					local.cut++
+					local.cutErr = err
+				default:
+					local.failures++
+					if local.firstErr == nil {
+						local.firstErr = err
+					}
 				}
 			}
 			mu.Lock()
-			lat = append(lat, local...)
-			fails += localFails
+			all = pool(all, local)
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	return summarize(lat, fails, time.Since(started))
+	all.elapsed = time.Since(started)
+	return summarize(all)
 }
 
-// summarize sorts the latencies and takes the percentiles.
-func summarize(lat []time.Duration, fails int, elapsed time.Duration) result {
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
+// pool adds b's counts and samples to a's (elapsed excepted).
+func pool(a, b result) result {
+	a.correct += b.correct
+	a.failures += b.failures
+	if a.firstErr == nil {
+		a.firstErr = b.firstErr
+	}
+	a.cut += b.cut
+	if b.cutErr != nil {
+		a.cutErr = b.cutErr
+	}
+	a.lat = append(a.lat, b.lat...)
+	a.firsts = append(a.firsts, b.firsts...)
+	return a
+}
+
+// summarize sorts the samples and takes the percentiles.
+func summarize(r result) result {
+	pct := func(s []time.Duration, p float64) time.Duration {
+		if len(s) == 0 {
 			return 0
 		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+		return s[min(len(s)-1, int(p*float64(len(s))))]
 	}
-	return result{requests: len(lat), failures: fails, elapsed: elapsed, p50: pct(0.50), p99: pct(0.99), lat: lat}
+	slices.Sort(r.lat)
+	slices.Sort(r.firsts)
+	r.p50, r.p99 = pct(r.lat, 0.50), pct(r.lat, 0.99)
+	r.first50, r.first99 = pct(r.firsts, 0.50), pct(r.firsts, 0.99)
+	return r
 }
 
 // merge pools the rounds of one side.
 func merge(rs []result) result {
-	var (
-		lat     []time.Duration
-		fails   int
-		elapsed time.Duration
-	)
+	var all result
 	for _, r := range rs {
-		lat = append(lat, r.lat...)
-		fails += r.failures
-		elapsed += r.elapsed
+		all = pool(all, r)
+		all.elapsed += r.elapsed
 	}
-	return summarize(lat, fails, elapsed)
+	return summarize(all)
 }
 
 // newClient is an HTTP client that keeps a connection per worker.

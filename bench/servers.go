@@ -13,23 +13,15 @@ import (
 	"github.com/caddy-apppw/caddy-apppw/internal/caddyproc"
 )
 
-// backend is the stand-in for the MCP server: a 1 KiB answer, and an SSE
-// stream of 10 events.
-func startBackend() (string, func()) {
-	body := []byte(strings.Repeat("x", 1024))
+// startBackend runs the stand-in for the MCP server: a 1 KiB answer, and
+// an SSE stream of sseEvents events paced by p (sse.go).
+func startBackend(p *pacer) (string, func()) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/kib", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
-		_, _ = w.Write(body)
+		_, _ = w.Write(kibBody)
 	})
-	mux.HandleFunc("/sse", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		f := w.(http.Flusher)
-		for i := range 10 {
-			fmt.Fprintf(w, "event: progress\ndata: {\"progress\":%d}\n\n", i)
-			f.Flush()
-		}
-	})
+	mux.HandleFunc("/sse", p.serve)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
 	srv := &http.Server{Handler: mux}
@@ -85,5 +77,6 @@ func must(err error) {
 
 func fail(msg string) {
 	fmt.Fprintln(os.Stderr, "bench:", msg)
+	atExit.run()
 	os.Exit(1)
 }
