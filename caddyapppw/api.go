@@ -24,6 +24,9 @@ type apiRequest struct {
 	userID   string // valid once past checkUser
 	password string
 	res      reservation
+	// leftovers: the user has no readable record, but the store holds
+	// remains of a deleted one (ErrLeftovers), which DELETE purges.
+	leftovers bool
 }
 
 // serveAPI answers one request of the API. The log line is written before
@@ -58,8 +61,11 @@ func (h *Handler) handleSafely(req *apiRequest) (body any, e *apiError) {
 	return h.handle(req)
 }
 
-// handle runs the checks of API.md in their order and then the route.
+// handle runs the checks of docs/API.md in their order and then the route.
 func (h *Handler) handle(req *apiRequest) (any, *apiError) {
+	if req.route == routeInvalidPath {
+		return nil, errInvalidPath
+	}
 	method := req.r.Method
 	if !slices.Contains(methods[req.route], method) {
 		return nil, errMethodNotAllowed(strings.Join(methods[req.route], ", "))
@@ -82,17 +88,12 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 	req.password = password
 
 	// 3. Rate limit: reserve an attempt now, count it or give it back
-	// once the outcome is known.
-	res, wait, ok, err := h.reserveAttempt(limiterKey(req.userID))
-	if err != nil {
-		return nil, errLimiterUnavail.withCause(err)
-	}
-	if !ok {
-		metrics.rateLimited.Inc()
-		return nil, errRateLimited(retryAfterSeconds(wait))
-	}
-	req.res = res
+	// once the outcome is known. The login name joins the attempt before
+	// Nextcloud is asked (checkNextcloud).
 	defer req.res.release()
+	if e := h.reserveAttempt(&req.res, h.userLimit(), limiterKey(req.userID)); e != nil {
+		return nil, e
+	}
 
 	var body any
 	switch {
@@ -113,14 +114,19 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 	return body, e
 }
 
-// reserveAttempt takes an attempt from the shared limiter when there is
-// one, else from the in-process one.
-func (h *Handler) reserveAttempt(key string) (reservation, time.Duration, bool, error) {
-	if h.shared != nil {
-		return h.shared.reserve(key, h.now(), h.limits)
+// reserveAttempt adds key to the attempt res under limit. It returns the
+// answer that ends the request when key is blocked: 429, or 503 from a
+// shared limiter that is down with on_error deny.
+func (h *Handler) reserveAttempt(res *reservation, limit rateLimit, key string) *apiError {
+	wait, ok, err := limit.reserve(res, key, h.now())
+	if err != nil {
+		return errLimiterUnavail.withCause(err)
 	}
-	r, wait, ok := h.limiter.reserve(key, h.now(), h.limits)
-	return r, wait, ok, nil
+	if !ok {
+		metrics.rateLimited.Inc()
+		return errRateLimited(retryAfterSeconds(wait))
+	}
+	return nil
 }
 
 // provision is POST app-password: prove the password, then store it.
@@ -143,7 +149,7 @@ func (h *Handler) provision(req *apiRequest) (any, *apiError) {
 	if body.username != nil {
 		login = *body.username
 	}
-	if e := h.checkNextcloud(req.r.Context(), login, req.password, req.userID, errInvalidPassword); e != nil {
+	if e := h.checkNextcloud(req, login, errInvalidPassword); e != nil {
 		return nil, e
 	}
 	// 7. Vault: optimistic create first, the common case and one round
@@ -182,9 +188,11 @@ func (h *Handler) remove(req *apiRequest) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	if rec == nil {
+	if rec == nil && !req.leftovers {
 		return messageResponse{Success: true, Message: "No app password found to delete"}, nil
 	}
+	// With leftovers only, the versions an operator deleted could still
+	// be undeleted: the user's DELETE purges them and says so.
 	ctx, cancel := h.storeContext(req.r.Context())
 	defer cancel()
 	if err := h.store.Delete(ctx, req.userID); err != nil {
@@ -259,6 +267,7 @@ func (h *Handler) loadAndAuthenticate(req *apiRequest, rejected *apiError) (*Rec
 	rec, err := h.store.Load(ctx, req.userID)
 	cancel()
 	if errors.Is(err, ErrNotFound) {
+		req.leftovers = errors.Is(err, ErrLeftovers)
 		rec, err = nil, nil
 	}
 	if err != nil {
@@ -272,21 +281,41 @@ func (h *Handler) loadAndAuthenticate(req *apiRequest, rejected *apiError) (*Rec
 			login = *rec.Username
 		}
 	}
-	if secretsEqual(stored, req.password) && rec != nil {
+	// An empty stored password (a record written by hand) matches
+	// nothing: the request's password then goes to Nextcloud.
+	if secretsEqual(stored, req.password) && rec != nil && rec.AppPassword != "" {
 		return rec, nil
 	}
-	if e := h.checkNextcloud(req.r.Context(), login, req.password, req.userID, rejected); e != nil {
+	if e := h.checkNextcloud(req, login, rejected); e != nil {
 		return nil, e
 	}
 	return rec, nil
 }
 
-// checkNextcloud maps the outcome of a Nextcloud check to the API's
-// answers; rejected is the route's text for a wrong password.
-func (h *Handler) checkNextcloud(ctx context.Context, login, password, userID string, rejected *apiError) *apiError {
+// checkNextcloud proves req's password against Nextcloud, logging in as
+// login, and maps the outcome to the API's answers; rejected is the
+// route's text for a wrong password. Before Nextcloud is asked, the
+// attempt is reserved against login as well (one account, one budget,
+// whatever the name it is reached by) and, with per_address, against the
+// client's address; a user id mismatch also counts against the uid
+// Nextcloud answered with.
+func (h *Handler) checkNextcloud(req *apiRequest, login string, rejected *apiError) *apiError {
+	if e := h.reserveAttempt(&req.res, h.userLimit(), limiterKey(login)); e != nil {
+		return e
+	}
+	clientIP := clientAddress(req.r)
+	var byAddress reservation
+	defer byAddress.release()
+	if h.addresses != nil {
+		if e := h.reserveAttempt(&byAddress, *h.addresses, addressKey(clientIP)); e != nil {
+			return e
+		}
+	}
+
 	start := time.Now()
-	err := h.nextcloud.check(ctx, login, password, userID)
+	err := h.nextcloud.check(req.r.Context(), login, req.password, req.userID, clientIP)
 	var (
+		wrongUser    ncWrongUserError
 		statusErr    ncStatusError
 		bodyErr      ncBodyError
 		transportErr ncTransportError
@@ -298,8 +327,9 @@ func (h *Handler) checkNextcloud(ctx context.Context, login, password, userID st
 		result = "ok"
 	case errors.Is(err, errNCRejected):
 		result, e = "rejected", rejected
-	case errors.Is(err, errNCWrongUser):
+	case errors.As(err, &wrongUser):
 		result, e = "wrong_user", errUIDMismatch
+		req.res.countAlso(limiterKey(wrongUser.uid))
 	case errors.As(err, &statusErr):
 		result, e = "server_error", errNCServer.withCause(err)
 	case errors.As(err, &bodyErr):
@@ -313,6 +343,9 @@ func (h *Handler) checkNextcloud(ctx context.Context, login, password, userID st
 	if e != nil && e.status >= 500 {
 		metrics.nextcloudErrors.WithLabelValues(result).Inc()
 	}
+	if e != nil && e.counted {
+		byAddress.commit(h.now()) // a failed login Nextcloud saw
+	}
 	return e
 }
 
@@ -325,6 +358,9 @@ func (h *Handler) save(ctx context.Context, userID string, old *Record, build fu
 		if e != nil {
 			return nil, e
 		}
+		// The path is the validated request's user id, never one a
+		// stored record names.
+		rec.UserID = userID
 		err := h.store.Save(ctx, rec)
 		if err == nil {
 			return rec, nil

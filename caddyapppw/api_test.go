@@ -279,7 +279,8 @@ func TestDeleteAfterRevocationInNextcloud(t *testing.T) {
 
 func TestAccessRoute(t *testing.T) {
 	e := newEnv(t, "")
-	e.nc.AddUser("alice", "alice@example.com", alicePW)
+	e.nc.AddUser("alice", "alice@example.com")
+	e.nc.SetLoginPassword("alice", alicePW) // valid as "alice" and as the e-mail
 	access := func() answer { return e.call("GET", "/api/v1/users/alice/access", "alice:"+alicePW, "") }
 
 	access().expect(t, 200, `{"success":true,"user_id":"alice","provisioned":false,"scopes":null,"username":null}`)

@@ -66,13 +66,22 @@ func parseBody(data []byte, supported scopeSet) (requestBody, *apiError) {
 	}
 
 	if raw, ok := fields["scopes"]; ok && !isNull(raw) {
-		var scopes []string
-		if err := json.Unmarshal(raw, &scopes); err != nil {
+		// Pointers tell a null element, which encoding/json would turn
+		// into "" silently, from a string.
+		var elems []*string
+		if err := json.Unmarshal(raw, &elems); err != nil {
 			var typeErr *json.UnmarshalTypeError
 			if errors.As(err, &typeErr) {
 				return out, errScopesNotList
 			}
 			return out, errInvalidJSON
+		}
+		scopes := make([]string, len(elems))
+		for i, e := range elems {
+			if e == nil {
+				return out, errScopesNotList
+			}
+			scopes[i] = *e
 		}
 		scopes = dedupe(scopes)
 		if bad := supported.unknown(scopes); len(bad) > 0 {

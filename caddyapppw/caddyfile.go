@@ -63,8 +63,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        max_retries <n>
 //	    }
 //	    rate_limit [<attempts> [<window>]] {
-//	        max_users <n>
-//	        zone      <name>
+//	        max_users   <n>
+//	        zone        <name>
+//	        per_address <failures> [<window>]
 //	        redis <url> {
 //	            password   <password>
 //	            timeout    <duration>
@@ -235,6 +236,8 @@ func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser) error {
 			err = intArg(d, &rl.MaxUsers)
 		case "zone":
 			err = oneArg(d, &rl.Zone)
+		case "per_address":
+			err = unmarshalPerAddress(d, rl)
 		case "redis":
 			err = unmarshalRedis(d, rl.redis())
 		case "on_error":
@@ -249,6 +252,29 @@ func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser) error {
 	if rl.Redis != nil && rl.Redis.URL == "" {
 		return d.Err("rate_limit: on_error goes with redis <url>")
 	}
+	return nil
+}
+
+// unmarshalPerAddress reads "per_address <failures> [<window>]".
+func unmarshalPerAddress(d *caddyfile.Dispenser, rl *RateLimitConfig) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.ArgErr()
+	}
+	pa := new(PerAddressConfig)
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return d.Errf("per_address: failures must be a positive integer, not '%s'", args[0])
+	}
+	pa.Failures = n
+	if len(args) == 2 {
+		dur, err := caddy.ParseDuration(args[1])
+		if err != nil || dur <= 0 {
+			return d.Errf("per_address: window must be a positive duration, not '%s'", args[1])
+		}
+		pa.Window = caddy.Duration(dur)
+	}
+	rl.PerAddress = pa
 	return nil
 }
 

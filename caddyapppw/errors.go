@@ -8,7 +8,7 @@ import (
 // apiError is an answer of the API that is not a success: the status, the
 // text the client is shown, and what the log gets. Every failure of a
 // request becomes one of these, so the mapping from cause to status and
-// text of API.md lives here and nowhere else.
+// text of docs/API.md lives here and nowhere else.
 type apiError struct {
 	status int
 	// msg is the client-facing text. It never carries input or an internal
@@ -36,7 +36,7 @@ func (e *apiError) withCause(cause error) *apiError {
 	return &c
 }
 
-// The failures of API.md, by check order. Values are shared and never
+// The failures of docs/API.md, by check order. Values are shared and never
 // mutated; withCause copies.
 var (
 	errInvalidUserID   = &apiError{status: http.StatusBadRequest, msg: "Invalid user_id", outcome: "invalid_user_id"}

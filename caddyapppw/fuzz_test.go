@@ -42,30 +42,66 @@ func FuzzBasicAuth(f *testing.F) {
 	})
 }
 
+// FuzzRouter checks match against models of lenient routers
+// (routes_oracle_test.go), under the default prefix and under "/": a path
+// that any of them routes to an API route, or to the MCP server's own copy
+// at /api/v1, is the module's and never passed on; a path the module serves as a route, with a valid user id, every
+// model that routes it at all routes to that same route and user.
 func FuzzRouter(f *testing.F) {
 	for _, s := range []string{"/api/v1/users/alice/app-password", "/api/v1/users/a%2Fb/access", "/api/v1/scopes",
 		"/api/v1/users/%2E%2E/scopes", "/%61pi/v1/users/x/app%2Dpassword", "/api/v1/users//app-password", "/mcp", "/api/v1/users/a/b/c/scopes"} {
 		f.Add(s)
 	}
-	rt := newRouter("/api/v1")
-	f.Fuzz(func(t *testing.T, path string) {
-		r, err := http.NewRequest("GET", "http://x"+path, nil)
-		if err != nil || !strings.HasPrefix(path, "/") {
+	for _, list := range [][]string{apiSpellings, idSpellings, reallyDifferent} {
+		for _, s := range list {
+			f.Add(s)
+		}
+	}
+	routers := map[string]router{}
+	for _, prefix := range []string{"/api/v1", "/"} {
+		rt, err := newRouter(prefix)
+		if err != nil {
+			f.Fatal(err)
+		}
+		routers[prefix] = rt
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		r, err := http.NewRequest("GET", "http://x"+target, nil)
+		if err != nil || !strings.HasPrefix(target, "/") {
 			return
 		}
-		route, userID, ok := rt.match(r)
-		if !ok {
-			if route != "" || userID != "" {
-				t.Fatalf("%q: no match but %q %q", path, route, userID)
+		escaped := r.URL.EscapedPath()
+		for prefix, rt := range routers {
+			route, userID, ok := rt.match(r)
+			if !ok {
+				if route != "" || userID != "" {
+					t.Fatalf("%q: no match but %q %q", target, route, userID)
+				}
+			} else if _, known := methods[route]; !known && route != routeInvalidPath {
+				t.Fatalf("%q: unknown route %q", target, route)
 			}
-			return
-		}
-		if _, known := methods[route]; !known {
-			t.Fatalf("%q: unknown route %q", path, route)
-		}
-		// A user id that passes validation is one safe Vault path segment.
-		if validUserID(userID) && (strings.ContainsAny(userID, "/\x00") || userID == ".." || userID == ".") {
-			t.Fatalf("%q: valid user id %q is not one segment", path, userID)
+			// A user id that passes validation is one safe Vault path segment.
+			if validUserID(userID) && (strings.ContainsAny(userID, "/\x00") || userID == ".." || userID == ".") {
+				t.Fatalf("%q: valid user id %q is not one segment", target, userID)
+			}
+			served := ok && route != routeInvalidPath && (route == routeScopes || validUserID(userID))
+			for _, m := range routerModels {
+				read := m.read(escaped)
+				// The MCP server's own copy at /api/v1 is never passed on either.
+				if _, _, landed := lands(read, mcpServerPrefix, m.fold); landed && !ok {
+					t.Fatalf("prefix %s: %q reads as %q to %s, the MCP server's route, but is passed on", prefix, target, read, m.name)
+				}
+				lr, luid, landed := lands(read, prefix, m.fold)
+				if !landed {
+					continue
+				}
+				if !ok {
+					t.Fatalf("prefix %s: %q reads as %q to %s, an API route, but is passed on", prefix, target, read, m.name)
+				}
+				if served && (lr != route || luid != userID && route != routeScopes) {
+					t.Fatalf("prefix %s: %q is served as %s for %q, but %s reads it as %s for %q", prefix, target, route, userID, m.name, lr, luid)
+				}
+			}
 		}
 	})
 }
@@ -95,7 +131,7 @@ func FuzzParseBody(f *testing.F) {
 
 // FuzzHandler drives the whole handler: random method, path, Authorization
 // and body, against a memory store. It must never panic, must answer every
-// API path with the API's JSON and a status API.md names, and must never
+// API path with the API's JSON and a status docs/API.md names, and must never
 // echo the password of the Authorization header.
 func FuzzHandler(f *testing.F) {
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+alicePW))

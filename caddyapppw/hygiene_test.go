@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -137,47 +136,81 @@ func TestNoSecretInLogsOrAnswers(t *testing.T) {
 	if logs.Len() < 1000 || !strings.Contains(text, "panic while serving the API") {
 		t.Fatalf("only %d log entries captured: the check would prove little", logs.Len())
 	}
+	// Bodies may echo what the client put in the JSON body (an invalid
+	// scope), never what came in Authorization.
+	text = strings.ReplaceAll(text, alicePW2+"x", "")
 	for _, pw := range passwords {
-		for _, secret := range []string{pw, base64.StdEncoding.EncodeToString([]byte("alice:" + pw)), base64.StdEncoding.EncodeToString([]byte(pw))} {
-			// Bodies may echo what the client put in the JSON body
-			// (an invalid scope), never what came in Authorization.
-			if strings.Contains(strings.ReplaceAll(text, alicePW2+"x", ""), secret) {
-				t.Errorf("a log line or an answer holds %q...", secret[:6])
+		for _, f := range secretForms(pw) {
+			if strings.Contains(text, f.text) {
+				t.Errorf("a log line or an answer holds %s... (%s)", pw[:6], f.form)
 			}
 		}
 	}
-	if m := regexp.MustCompile(`Basic [A-Za-z0-9+/]{8,}`).FindString(text); m != "" {
+	if m := basicAuthValue.FindString(text); m != "" {
 		t.Errorf("an Authorization value was logged or answered: %q...", m[:12])
 	}
 
 }
 
-// TestStoredPasswordComparedAgainstDummy shows that a user without a
-// record takes the same path as one with a record and a wrong password: a
-// constant-time compare (of hashes, so lengths do not show) against the
-// stored value or an empty dummy, then Nextcloud. Timing cannot tell who
-// has provisioned.
+// TestStoredPasswordComparedAgainstDummy shows that every route that
+// accepts the stored password compares it through secretsEqual (held to
+// crypto/subtle by TestSecretsEqualIsCryptoSubtle), exactly once per
+// request, and against a dummy when the user has no record: a user without
+// a record takes the same path as one with a record and a wrong password,
+// so timing cannot tell who has provisioned. A plain == in the handler, or
+// a compare skipped when there is no record, fails here.
 func TestStoredPasswordComparedAgainstDummy(t *testing.T) {
+	type compare struct{ stored, given string }
+	var compares []compare
+	orig := secretsEqual
+	secretsEqual = func(a, b string) bool {
+		compares = append(compares, compare{a, b})
+		return orig(a, b)
+	}
+	t.Cleanup(func() { secretsEqual = orig })
+
 	var calls atomic.Int64
 	h := bareHandler(zap.NewNop())
 	h.nextcloud.client.Transport = rtFunc(func(r *http.Request) (*http.Response, error) {
 		calls.Add(1)
 		return ocsAnswerFor(r), nil
 	})
-	get := func(pw string) int {
-		r := httptest.NewRequest("GET", "/api/v1/users/alice/app-password", nil)
+	routes := []struct{ method, path, body string }{
+		{"GET", "/api/v1/users/alice/app-password", ""},
+		{"DELETE", "/api/v1/users/alice/app-password", ""},
+		{"GET", "/api/v1/users/alice/access", ""},
+		{"PATCH", "/api/v1/users/alice/scopes", `{"scopes":["notes.read"]}`},
+	}
+	// try sends one request and returns its status, the compares it made
+	// and whether it asked Nextcloud.
+	try := func(method, path, body, pw string) (int, []compare, bool) {
+		compares = nil
+		before := calls.Load()
+		r := httptest.NewRequest(method, path, strings.NewReader(body))
 		r.SetBasicAuth("alice", pw)
-		return serve(h, r).Code
+		code := serve(h, r).Code
+		return code, compares, calls.Load() != before
 	}
-	if code := get(alicePW2); code != 401 || calls.Load() != 1 {
-		t.Fatalf("no record: %d, %d Nextcloud calls", code, calls.Load())
-	}
-	_ = h.store.Save(t.Context(), &Record{UserID: "alice", AppPassword: alicePW})
-	if code := get(alicePW2); code != 401 || calls.Load() != 2 {
-		t.Fatalf("record, wrong password: %d, %d Nextcloud calls", code, calls.Load())
-	}
-	if code := get(alicePW); code != 200 || calls.Load() != 2 {
-		t.Fatalf("record, right password: %d, %d Nextcloud calls", code, calls.Load())
+	for _, rt := range routes {
+		_ = h.store.Delete(t.Context(), "alice")
+		// No record: the password is compared with a dummy, then
+		// Nextcloud decides (it refuses alicePW2).
+		code, got, asked := try(rt.method, rt.path, rt.body, alicePW2)
+		if code != 401 || len(got) != 1 || got[0].given != alicePW2 || got[0].stored == alicePW || got[0].stored == alicePW2 || !asked {
+			t.Fatalf("%s %s, no record: %d, compares %q, asked Nextcloud %v", rt.method, rt.path, code, got, asked)
+		}
+		_ = h.store.Save(t.Context(), &Record{UserID: "alice", AppPassword: alicePW})
+		// A record and a wrong password: the same one compare, then
+		// Nextcloud.
+		code, got, asked = try(rt.method, rt.path, rt.body, alicePW2)
+		if code != 401 || len(got) != 1 || got[0] != (compare{alicePW, alicePW2}) || !asked {
+			t.Fatalf("%s %s, record, wrong password: %d, compares %q, asked Nextcloud %v", rt.method, rt.path, code, got, asked)
+		}
+		// The stored password: one compare, and Nextcloud is spared.
+		code, got, asked = try(rt.method, rt.path, rt.body, alicePW)
+		if code != 200 || len(got) != 1 || got[0] != (compare{alicePW, alicePW}) || asked {
+			t.Fatalf("%s %s, stored password: %d, compares %q, asked Nextcloud %v", rt.method, rt.path, code, got, asked)
+		}
 	}
 }
 

@@ -35,7 +35,7 @@ func initMetrics() {
 		metrics.requests = prometheus.NewCounterVec(prometheus.CounterOpts(opts("requests_total",
 			"API requests by route, method and outcome.")), []string{"route", "method", "outcome"})
 		metrics.rateLimited = prometheus.NewCounter(prometheus.CounterOpts(opts("rate_limited_total",
-			"API requests refused by the per-user rate limit.")))
+			"API requests refused by the rate limit (per account or per client address).")))
 		metrics.rateLimitFallbacks = prometheus.NewCounter(prometheus.CounterOpts(opts("rate_limit_fallbacks_total",
 			"Rate-limit checks the shared (Redis) limiter could not answer, so the in-process one (or on_error deny) did.")))
 		metrics.nextcloudDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -50,9 +50,12 @@ func initMetrics() {
 		}, []string{"op"})
 		metrics.vaultErrors = prometheus.NewCounterVec(prometheus.CounterOpts(opts("vault_errors_total",
 			"Failed Vault operations, by operation and kind.")), []string{"op", "kind"})
-		metrics.trackedUsers = trackedUsersCollector{prometheus.NewDesc(
-			prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "tracked_users"),
-			"Users the rate limiter holds state for, by zone.", []string{"zone"}, nil)}
+		metrics.trackedUsers = trackedUsersCollector{
+			users: prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "tracked_users"),
+				"Accounts (user ids, login names) the rate limiter holds state for, by zone.", []string{"zone"}, nil),
+			addresses: prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "tracked_addresses"),
+				"Client addresses the per-address limit holds state for, by zone.", []string{"zone"}, nil),
+		}
 	})
 }
 
@@ -73,13 +76,23 @@ func registerMetrics(reg prometheus.Registerer) error {
 
 // trackedUsersCollector reads the limiters' sizes when scraped, so the
 // request path never touches a gauge.
-type trackedUsersCollector struct{ desc *prometheus.Desc }
+type trackedUsersCollector struct{ users, addresses *prometheus.Desc }
 
-func (c trackedUsersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c trackedUsersCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.users
+	ch <- c.addresses
+}
 
 func (c trackedUsersCollector) Collect(ch chan<- prometheus.Metric) {
 	limiters.Range(func(key, value any) bool {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(value.(*limiter).tracked()), key.(string))
+		desc, zone := c.users, ""
+		switch k := key.(type) {
+		case string:
+			zone = k
+		case addressZone:
+			desc, zone = c.addresses, string(k)
+		}
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(value.(*limiter).tracked()), zone)
 		return true
 	})
 }

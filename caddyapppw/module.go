@@ -20,7 +20,7 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// Defaults of API.md.
+// Defaults of docs/API.md.
 const (
 	defaultPrefix     = "/api/v1"
 	defaultTimeout    = 10 * time.Second
@@ -69,6 +69,7 @@ type Handler struct {
 	shared    *redisLimiter // nil unless rate_limit has redis
 	limits    limits
 	zone      string
+	addresses *rateLimit // per-address limit; nil unless per_address is set
 	logger    *zap.Logger
 	audit     *zap.Logger // http.handlers.app_password.audit
 	// now is the clock of the rate limit and the records' timestamps.
@@ -177,6 +178,26 @@ type RateLimitConfig struct {
 	// Redis, to share the limit among Caddy replicas. Default: none, the
 	// limit is per process.
 	Redis *RedisConfig `json:"redis,omitempty"`
+	// A ceiling on the failed credential checks of one client address,
+	// besides the per-account limit. Off by default: turn it on only when
+	// Caddy sees the clients' real addresses (see PerAddressConfig).
+	PerAddress *PerAddressConfig `json:"per_address,omitempty"`
+}
+
+// PerAddressConfig bounds the failed credential checks one client address
+// may cause: wrong passwords and user id mismatches that Nextcloud
+// answered. Format errors and outages do not count. The address is
+// Caddy's client IP, which honours the server's trusted_proxies; IPv6
+// addresses count by their /64. Turn it on only when that address is the
+// client's: Caddy exposed directly, or behind proxies listed in
+// trusted_proxies. Behind a proxy Caddy does not trust, every client has
+// the proxy's address, and a few dozen wrong passwords would lock out
+// everyone, Astrolabe (which calls from Nextcloud's one address) first.
+type PerAddressConfig struct {
+	// Failed checks allowed per window. Required.
+	Failures int `json:"failures,omitempty"`
+	// Length of the sliding window. Default: 1h
+	Window caddy.Duration `json:"window,omitempty"`
 }
 
 // RedisConfig is the shared rate limiter's Redis.
@@ -242,9 +263,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.zone = repl.ReplaceKnown(nc.URL, "")
 	}
 	h.limiter = acquireLimiter(h.zone)
+	// An in-flight attempt on Redis counts for as long as a request can
+	// run: one Nextcloud check and two Vault steps (load, then write).
+	lease := time.Duration(nc.Timeout) + 2*time.Duration(v.Timeout)
 	if rl.Redis != nil {
-		if h.shared, err = newRedisLimiter(rl.Redis, repl, h.zone, h.limiter, h.logger); err != nil {
+		if h.shared, err = newRedisLimiter(rl.Redis, repl, h.zone, h.limiter, lease, h.logger); err != nil {
 			return fmt.Errorf("rate_limit: redis: %w", err)
+		}
+	}
+	if pa := rl.PerAddress; pa != nil {
+		h.addresses = &rateLimit{
+			local: acquireAddressLimiter(h.zone),
+			lim:   limits{attempts: pa.Failures, window: time.Duration(pa.Window), maxUsers: rl.MaxUsers},
+		}
+		if rl.Redis != nil {
+			if h.addresses.shared, err = newRedisLimiter(rl.Redis, repl, "addr:"+h.zone, h.addresses.local, lease, h.logger); err != nil {
+				return fmt.Errorf("rate_limit: redis: %w", err)
+			}
 		}
 	}
 	return nil
@@ -256,10 +291,11 @@ func (h *Handler) applyDefaults() error {
 	if h.Prefix == "" {
 		h.Prefix = defaultPrefix
 	}
-	if h.Prefix[0] != '/' {
-		return fmt.Errorf("prefix: %q must start with /", h.Prefix)
+	rt, rerr := newRouter(h.Prefix)
+	if rerr != nil {
+		return fmt.Errorf("prefix: %w", rerr)
 	}
-	h.router = newRouter(h.Prefix)
+	h.router = rt
 
 	switch passwordFormat(h.PasswordFormat) {
 	case "", formatDefault:
@@ -339,6 +375,17 @@ func (h *Handler) applyDefaults() error {
 	case rl.MaxUsers < 0:
 		return fmt.Errorf("rate_limit: max_users must be positive, not %d", rl.MaxUsers)
 	}
+	if pa := rl.PerAddress; pa != nil {
+		if pa.Window == 0 {
+			pa.Window = caddy.Duration(defaultWindow)
+		}
+		switch {
+		case pa.Failures <= 0:
+			return fmt.Errorf("rate_limit: per_address: failures must be positive, not %d", pa.Failures)
+		case pa.Window < 0:
+			return fmt.Errorf("rate_limit: per_address: window must be positive, not %s", time.Duration(pa.Window))
+		}
+	}
 	return nil
 }
 
@@ -358,6 +405,12 @@ func (h *Handler) Cleanup() error {
 	if h.limiter != nil {
 		releaseLimiter(h.zone)
 	}
+	if h.addresses != nil {
+		releaseAddressLimiter(h.zone)
+		if h.addresses.shared != nil {
+			h.addresses.shared.close()
+		}
+	}
 	if h.vaultAuth != nil {
 		h.vaultAuth.close()
 		// Each config has its own clients: let their kept-alive
@@ -368,7 +421,7 @@ func (h *Handler) Cleanup() error {
 		h.nextcloud.client.CloseIdleConnections()
 	}
 	if h.shared != nil {
-		_ = h.shared.client.Close()
+		h.shared.close() // closed once no attempt of this config still runs
 	}
 	return nil
 }

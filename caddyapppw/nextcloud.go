@@ -39,6 +39,13 @@ var (
 	errNCWrongUser = errors.New("credentials belong to another user")
 )
 
+// ncWrongUserError is errNCWrongUser with the uid Nextcloud answered: the
+// account the password opens, which the attempt is counted against too.
+type ncWrongUserError struct{ uid string }
+
+func (ncWrongUserError) Error() string        { return errNCWrongUser.Error() }
+func (ncWrongUserError) Is(target error) bool { return target == errNCWrongUser }
+
 // ncStatusError is an HTTP status Nextcloud should not answer.
 type ncStatusError struct{ code int }
 
@@ -94,8 +101,12 @@ type ocsAnswer struct {
 }
 
 // check logs in to Nextcloud as login with password and returns nil when
-// the account behind them is userID.
-func (nc *nextcloud) check(ctx context.Context, login, password, userID string) error {
+// the account behind them is userID; a success for another account is an
+// ncWrongUserError naming it. clientIP, the address of the client the
+// module serves, goes in X-Forwarded-For: a Nextcloud that trusts Caddy as
+// a proxy then throttles failed logins per client, not Caddy's address
+// for everyone.
+func (nc *nextcloud) check(ctx context.Context, login, password, userID, clientIP string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, nc.endpoint, nil)
 	if err != nil {
 		return ncTransportError{err}
@@ -103,6 +114,9 @@ func (nc *nextcloud) check(ctx context.Context, login, password, userID string) 
 	req.SetBasicAuth(login, password)
 	req.Header.Set("OCS-APIRequest", "true")
 	req.Header.Set("Accept", "application/json")
+	if clientIP != "" {
+		req.Header.Set("X-Forwarded-For", clientIP)
+	}
 
 	resp, err := nc.client.Do(req)
 	if err != nil {
@@ -135,7 +149,7 @@ func (nc *nextcloud) check(ctx context.Context, login, password, userID string) 
 		return errNCRejected
 	}
 	if *data.ID != userID {
-		return errNCWrongUser
+		return ncWrongUserError{*data.ID}
 	}
 	return nil
 }

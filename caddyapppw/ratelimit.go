@@ -2,15 +2,15 @@ package caddyapppw
 
 import (
 	"math"
-	"strings"
 	"sync"
 	"time"
 )
 
-// limiter is a sliding-window rate limiter keyed by user: at most limit
-// counted attempts in any window. It is the state that must outlive a
-// config reload, so it holds no configuration of its own: each call
-// brings the limit, window and cap of the config that makes it.
+// limiter is a sliding-window rate limiter keyed by account (or, for the
+// per-address limit, by client address): at most limit counted attempts
+// in any window. It is the state that must outlive a config reload, so it
+// holds no configuration of its own: each call brings the limit, window
+// and cap of the config that makes it.
 //
 // An attempt is reserved before the work and then either committed
 // (counted) or released. Reserving closes the race the original endpoint
@@ -18,27 +18,32 @@ import (
 // the first one recorded its failure.
 //
 // Memory is bounded by maxUsers: users are kept in a list ordered by last
-// activity, and reaching the cap forgets the least recently active user.
-// Someone who floods distinct user ids can therefore reset the count of an
-// idle user, but only by sending maxUsers new ids after that user's last
-// attempt, and every attempt still has to pass Nextcloud's own brute-force
-// protection. The other choice, refusing new users at the cap, would let
-// the same flood lock out everyone.
+// activity, and reaching the cap forgets the least recently active user
+// that has no attempt in flight. Someone who floods distinct user ids can
+// therefore reset the count of an idle user, but only by sending maxUsers
+// new ids after that user's last attempt, and every attempt still has to
+// pass Nextcloud's own brute-force protection. The other choice, refusing
+// new users at the cap, would let the same flood lock out everyone. A user
+// with an attempt in flight is never forgotten: its attempt would be
+// counted into a window nobody reads, and the in-flight bound would be
+// lost. So the cap can be passed by the attempts in flight at most.
 type limiter struct {
 	mu    sync.Mutex
 	users map[string]*userWindow
-	// head is the most recently active user, tail the least. Because a
-	// user moves to the head on every reserve, every event of the tail is
-	// at least as old as every event of anyone else, so expired users
-	// gather at the tail and are dropped from there in O(1).
+	// head is the most recently active user, tail the least. A user moves
+	// to the head on every reserve, so expired users gather at the tail
+	// and are dropped from there.
 	head, tail *userWindow
 }
 
-// userWindow holds one user's counted attempts, oldest first, in a ring.
+// userWindow holds one user's counted attempts, oldest first, in a ring
+// that grows with the events it holds, up to the limit: a user with one
+// counted attempt costs the same whatever the configured limit (a limit
+// of a million must not cost 8 MB per user).
 type userWindow struct {
 	key        string
 	prev, next *userWindow
-	events     []int64 // Unix nanoseconds; a ring of len(events) = limit
+	events     []int64 // Unix nanoseconds; a ring, len(events) ≤ limit
 	start, n   int
 	inflight   int
 }
@@ -54,37 +59,17 @@ func newLimiter() *limiter {
 	return &limiter{users: make(map[string]*userWindow)}
 }
 
-// limiterKey is the user id a limit applies to. Nextcloud matches logins
-// without regard to ASCII case, so "Alice" and "alice" are the same account
-// to it and must share one count here; user ids are ASCII by validUserID.
-func limiterKey(userID string) string {
-	for i := 0; i < len(userID); i++ {
-		if 'A' <= userID[i] && userID[i] <= 'Z' {
-			return strings.ToLower(userID)
-		}
-	}
-	return userID
-}
-
-// reservation is one attempt under way, in the in-process limiter (l, u)
-// or in the shared one (shared, key, member). Exactly one of commit or
-// release must follow; release after commit does nothing, so "defer
-// release" is safe. A value, not an interface: the in-process path must
-// not allocate.
-type reservation struct {
-	l    *limiter
-	u    *userWindow
-	done bool
-
-	shared      *redisLimiter
-	key, member string
-	window      time.Duration
-}
-
 // reserve takes an attempt for key at now. When the user has no attempt
 // left it returns ok false and how long until the oldest counted attempt
 // leaves the window.
 func (l *limiter) reserve(key string, now time.Time, lim limits) (res reservation, retryAfter time.Duration, ok bool) {
+	retryAfter, ok = l.reserveInto(&res, key, now, lim)
+	return res, retryAfter, ok
+}
+
+// reserveInto adds key to res: one more account the same attempt is
+// counted against.
+func (l *limiter) reserveInto(res *reservation, key string, now time.Time, lim limits) (time.Duration, bool) {
 	t := now.UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -92,11 +77,11 @@ func (l *limiter) reserve(key string, now time.Time, lim limits) (res reservatio
 	u := l.users[key]
 	if u == nil {
 		l.evict(t, lim)
-		u = &userWindow{key: key, events: make([]int64, lim.attempts)}
+		u = &userWindow{key: key}
 		l.users[key] = u
 	} else {
 		l.unlink(u)
-		u.resize(lim.attempts)
+		u.fit(lim.attempts)
 		u.expire(t, lim.window)
 	}
 	l.pushFront(u)
@@ -105,57 +90,52 @@ func (l *limiter) reserve(key string, now time.Time, lim limits) (res reservatio
 		l.dropIfIdle(u)
 		if u.n == 0 {
 			// Every attempt is still in flight: none has an age yet.
-			return reservation{}, time.Second, false
+			return time.Second, false
 		}
-		return reservation{}, time.Duration(u.events[u.start] + int64(lim.window) - t), false
+		return time.Duration(u.events[u.start] + int64(lim.window) - t), false
 	}
 	u.inflight++
-	return reservation{l: l, u: u}, 0, true
+	res.addLocal(l, u, lim)
+	return 0, true
 }
 
-// commit counts the attempt at now.
-func (r *reservation) commit(now time.Time) {
-	if r.done {
-		return
+// finish ends the attempt held on each of windows: counted at t when
+// commit is set, else given back.
+func (l *limiter) finish(windows []*userWindow, commit bool, t int64, lim limits) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, u := range windows {
+		u.inflight--
+		if commit {
+			u.expire(t, lim.window)
+			u.push(t, lim.attempts)
+		} else {
+			l.dropIfIdle(u)
+		}
 	}
-	r.done = true
-	if r.shared != nil {
-		r.shared.commit(r.key, r.member, now, r.window)
-		return
-	}
-	if r.l == nil {
-		return
-	}
-	r.l.mu.Lock()
-	defer r.l.mu.Unlock()
-	u := r.u
-	u.inflight--
-	if u.n == len(u.events) {
-		// The limit shrank in a reload while this attempt ran.
-		u.start = (u.start + 1) % len(u.events)
-		u.n--
-	}
-	u.events[(u.start+u.n)%len(u.events)] = now.UnixNano()
-	u.n++
 }
 
-// release gives the attempt back uncounted.
-func (r *reservation) release() {
-	if r.done {
-		return
+// count records an attempt at t against key without a reservation: the
+// account Nextcloud named only after it was asked. The attempt happened,
+// so it is counted even when key is over its limit (the oldest event
+// then falls out, which moves the key's Retry-After later).
+func (l *limiter) count(keys []string, t int64, lim limits) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, key := range keys {
+		u := l.users[key]
+		if u == nil {
+			l.evict(t, lim)
+			u = &userWindow{key: key}
+			l.users[key] = u
+		} else {
+			l.unlink(u)
+			u.fit(lim.attempts)
+			u.expire(t, lim.window)
+		}
+		l.pushFront(u)
+		u.push(t, lim.attempts)
 	}
-	r.done = true
-	if r.shared != nil {
-		r.shared.release(r.key, r.member)
-		return
-	}
-	if r.l == nil {
-		return
-	}
-	r.l.mu.Lock()
-	defer r.l.mu.Unlock()
-	r.u.inflight--
-	r.l.dropIfIdle(r.u)
 }
 
 // tracked is the number of users the limiter holds state for.
@@ -166,13 +146,25 @@ func (l *limiter) tracked() int {
 }
 
 // evict makes room for one more user: expired users go first, then, at
-// the cap, the least recently active ones.
+// the cap, the least recently active ones. Users with an attempt in
+// flight are skipped by both.
 func (l *limiter) evict(t int64, lim limits) {
-	for u := l.tail; u != nil && u.inflight == 0 && u.newest() <= t-int64(lim.window); u = l.tail {
-		l.remove(u)
+	for u := l.tail; u != nil; {
+		prev := u.prev
+		if u.inflight == 0 {
+			if u.newest() > t-int64(lim.window) {
+				break
+			}
+			l.remove(u)
+		}
+		u = prev
 	}
-	for len(l.users) >= lim.maxUsers && l.tail != nil {
-		l.remove(l.tail)
+	for u := l.tail; u != nil && len(l.users) >= lim.maxUsers; {
+		prev := u.prev
+		if u.inflight == 0 {
+			l.remove(u)
+		}
+		u = prev
 	}
 }
 
@@ -213,11 +205,16 @@ func (l *limiter) unlink(u *userWindow) {
 }
 
 // expire drops the events that have left the window ending at t. An event
-// at e counts while t-e < window.
+// at e counts while t-e < window. A ring left mostly empty shrinks, so
+// memory follows the events held.
 func (u *userWindow) expire(t int64, window time.Duration) {
-	for u.n > 0 && u.events[u.start] <= t-int64(window) {
-		u.start = (u.start + 1) % len(u.events)
-		u.n--
+	k := 0
+	for k < u.n && u.events[(u.start+k)%len(u.events)] <= t-int64(window) {
+		k++
+	}
+	u.dropOldest(k)
+	if len(u.events) > 4 && u.n <= len(u.events)/4 {
+		u.realloc(2 * u.n)
 	}
 }
 
@@ -229,18 +226,51 @@ func (u *userWindow) newest() int64 {
 	return u.events[(u.start+u.n-1)%len(u.events)]
 }
 
-// resize adapts the ring to a limit changed by a config reload, keeping
-// the newest events.
-func (u *userWindow) resize(limit int) {
-	if len(u.events) == limit {
+// push records an event at t. A ring that holds limit events already
+// drops its oldest (a reload shrank the limit while the attempt ran, or
+// the key was counted without a reservation); a full ring below the limit
+// doubles.
+func (u *userWindow) push(t int64, limit int) {
+	if u.n >= limit {
+		u.dropOldest(u.n - limit + 1)
+	}
+	if u.n == len(u.events) {
+		u.realloc(min(limit, max(1, 2*len(u.events))))
+	}
+	u.events[(u.start+u.n)%len(u.events)] = t
+	u.n++
+}
+
+// fit adapts the ring to a limit changed by a config reload, keeping the
+// newest events.
+func (u *userWindow) fit(limit int) {
+	if u.n > limit {
+		u.dropOldest(u.n - limit)
+	}
+	if len(u.events) > limit {
+		u.realloc(u.n)
+	}
+}
+
+func (u *userWindow) dropOldest(k int) {
+	if k > 0 {
+		u.start = (u.start + k) % len(u.events)
+		u.n -= k
+	}
+}
+
+// realloc moves the events, oldest first, to a ring of size c ≥ n; c = 0
+// frees it.
+func (u *userWindow) realloc(c int) {
+	if c == 0 {
+		u.events, u.start = nil, 0
 		return
 	}
-	ring := make([]int64, limit)
-	keep := min(u.n, limit)
-	for i := 0; i < keep; i++ {
-		ring[i] = u.events[(u.start+u.n-keep+i)%len(u.events)]
+	ring := make([]int64, c)
+	for i := 0; i < u.n; i++ {
+		ring[i] = u.events[(u.start+i)%len(u.events)]
 	}
-	u.events, u.start, u.n = ring, 0, keep
+	u.events, u.start = ring, 0
 }
 
 // retryAfterSeconds is N of API.md: max(1, ceil(d)).

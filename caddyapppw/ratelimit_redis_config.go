@@ -1,8 +1,12 @@
 package caddyapppw
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -12,18 +16,22 @@ import (
 
 const defaultRedisTimeout = 100 * time.Millisecond
 
-// newRedisLimiter builds the shared limiter's client. Like the Vault
-// client it does no network I/O: Caddy starts while Redis is down.
-func newRedisLimiter(c *RedisConfig, repl *caddy.Replacer, zone string, local *limiter, logger *zap.Logger) (*redisLimiter, error) {
+// newRedisLimiter builds a shared limiter over keyspace (the zone, or
+// "addr:<zone>" for the per-address limit). Like the Vault client it does
+// no network I/O: Caddy starts while Redis is down. Its client comes from
+// redisConns and must be let go of with close. lease is how long an
+// in-flight attempt counts: the longest a request can run.
+func newRedisLimiter(c *RedisConfig, repl *caddy.Replacer, keyspace string, local *limiter, lease time.Duration, logger *zap.Logger) (*redisLimiter, error) {
 	u := repl.ReplaceKnown(c.URL, "")
 	if u == "" {
 		return nil, errors.New("url is required")
 	}
 	opts, err := redis.ParseURL(u)
 	if err != nil {
-		return nil, fmt.Errorf("url: %w", err) // ParseURL's errors do not repeat the password
+		return nil, redactRedisURLError(u, err)
 	}
-	if pw := repl.ReplaceKnown(c.Password, ""); pw != "" {
+	pw := repl.ReplaceKnown(c.Password, "")
+	if pw != "" {
 		opts.Password = pw
 	}
 	if c.CACert != "" {
@@ -42,6 +50,11 @@ func newRedisLimiter(c *RedisConfig, repl *caddy.Replacer, zone string, local *l
 	}
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = timeout, timeout, timeout
 	opts.MaxRetries = -1 // a slow Redis falls back at once; no retry doubles the wait
+	// One dial per check, for the same reason, and so that the check fails
+	// with the dial's own error (a refused connection, an unknown CA, a
+	// wrong server name) rather than with its deadline while the pool
+	// still backs off between retries.
+	opts.DialerRetries = 1
 	prefix := c.KeyPrefix
 	if prefix == "" {
 		prefix = "caddy-apppw"
@@ -54,8 +67,68 @@ func newRedisLimiter(c *RedisConfig, repl *caddy.Replacer, zone string, local *l
 	default:
 		return nil, fmt.Errorf("on_error: %q is neither local nor deny", c.OnError)
 	}
+	// The key names the client's options, hashed so that no password is
+	// kept as a map key.
+	sum := sha256.Sum256([]byte(strings.Join([]string{u, pw, c.CACert, timeout.String()}, "\x00")))
+	connKey := hex.EncodeToString(sum[:])
 	return &redisLimiter{
-		client: redis.NewClient(opts), prefix: prefix + ":" + zone + ":", timeout: timeout,
+		conn: acquireRedisConn(connKey, opts), connKey: connKey,
+		prefix: prefix + ":" + keyspace + ":", timeout: timeout, lease: lease,
 		onErrorDeny: deny, local: local, logger: logger,
 	}, nil
+}
+
+// close lets go of the limiter's client; it is closed once no config and
+// no unfinished attempt uses it.
+func (rl *redisLimiter) close() {
+	releaseRedisConn(rl.connKey)
+}
+
+// redactRedisURLError reports a Redis URL that does not parse without
+// its user info: url.Parse quotes the whole URL, and even its reason can
+// hold a piece of the password ("invalid port \":pa\"" for a password
+// with a slash).
+func redactRedisURLError(raw string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("url: cannot parse %q (user info hidden; percent-encode reserved characters in it)", redactURL(raw))
+	}
+	// go-redis's own errors name the scheme, database or an option; the
+	// user info is hidden in case one repeats part of it.
+	msg := err.Error()
+	if info := userInfo(raw); info != "" {
+		msg = strings.ReplaceAll(msg, info, "xxxxx")
+		if _, pw, ok := strings.Cut(info, ":"); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	return errors.New("url: " + msg)
+}
+
+// userInfo is what lies between "://" (or the start) and the last "@"
+// of raw, however malformed, or "".
+func userInfo(raw string) string {
+	rest := raw[authorityStart(raw):]
+	j := strings.LastIndex(rest, "@")
+	if j < 0 {
+		return ""
+	}
+	return rest[:j]
+}
+
+func authorityStart(raw string) int {
+	if i := strings.Index(raw, "://"); i >= 0 {
+		return i + 3
+	}
+	return 0
+}
+
+// redactURL replaces raw's user info with "xxxxx".
+func redactURL(raw string) string {
+	info := userInfo(raw)
+	if info == "" {
+		return raw
+	}
+	i := authorityStart(raw)
+	return raw[:i] + "xxxxx" + raw[i+len(info):]
 }

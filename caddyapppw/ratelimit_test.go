@@ -2,6 +2,7 @@ package caddyapppw
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 	"time"
@@ -125,6 +126,195 @@ func TestLimiterKeyFoldsCase(t *testing.T) {
 	if limiterKey("Alice") != limiterKey("alice") || limiterKey("bob") != "bob" {
 		t.Fatal("limiter keys differ by case")
 	}
+	// Only ASCII is folded, as Nextcloud compares logins.
+	if got := limiterKey("ÄNNE@Example.COM"); got != "Änne@example.com" {
+		t.Fatalf("limiterKey = %q", got)
+	}
+}
+
+// A user with one counted attempt costs the same whatever the limit: the
+// ring grows with the events it holds.
+func TestLimiterMemoryPerUserDoesNotGrowWithAttempts(t *testing.T) {
+	capAfter := func(attempts, events int) int {
+		l := newLimiter()
+		lim := limits{attempts: attempts, window: time.Hour, maxUsers: 10}
+		for i := range events {
+			mustReserve(t, l, "alice", t0, lim).commit(t0.Add(time.Duration(i) * time.Second))
+		}
+		return cap(l.users["alice"].events)
+	}
+	if a, b := capAfter(5, 1), capAfter(1_000_000, 1); a != b || b > 1 {
+		t.Fatalf("one event: capacity %d at attempts=5, %d at attempts=1000000", a, b)
+	}
+	if c := capAfter(1_000_000, 3); c > 4 {
+		t.Fatalf("three events at attempts=1000000: capacity %d", c)
+	}
+	if c := capAfter(5, 5); c != 5 {
+		t.Fatalf("five events at attempts=5: capacity %d, want exactly the limit", c)
+	}
+}
+
+// The ring that grows, wraps, shrinks and follows reloaded limits gives
+// the answers of a plain list of events, operation after operation.
+func TestLimiterRingMatchesAList(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	l := newLimiter()
+	var (
+		model    []time.Time // counted attempts, oldest first
+		inflight []heldAttempt
+		now      = t0
+	)
+	for step := range 20_000 {
+		lim := limits{attempts: 1 + rng.IntN(9), window: time.Duration(10+rng.IntN(50)) * time.Second, maxUsers: 10}
+		now = now.Add(time.Duration(rng.IntN(4000)) * time.Millisecond)
+		// The model: drop what left the window, keep at most the limit.
+		for len(model) > 0 && !model[0].After(now.Add(-lim.window)) {
+			model = model[1:]
+		}
+		if len(model) > lim.attempts {
+			model = model[len(model)-lim.attempts:]
+		}
+		wantOK := len(model)+len(inflight) < lim.attempts
+		var wantWait time.Duration
+		switch {
+		case wantOK:
+		case len(model) == 0:
+			wantWait = time.Second
+		default:
+			wantWait = model[0].Add(lim.window).Sub(now)
+		}
+		r, wait, ok := l.reserve("alice", now, lim)
+		if ok != wantOK || wait != wantWait {
+			t.Fatalf("step %d: ok=%v wait=%v, want ok=%v wait=%v (%d counted, %d in flight, limit %d)",
+				step, ok, wait, wantOK, wantWait, len(model), len(inflight), lim.attempts)
+		}
+		if ok {
+			inflight = append(inflight, heldAttempt{&r, lim})
+		}
+		if len(inflight) > 0 && rng.IntN(3) > 0 {
+			i := rng.IntN(len(inflight))
+			done := inflight[i]
+			inflight = append(inflight[:i], inflight[i+1:]...)
+			if rng.IntN(2) == 0 {
+				done.r.release()
+				continue
+			}
+			// Counted under the limits it was reserved with: what left
+			// its window goes, and the oldest beyond its limit.
+			done.r.commit(now)
+			for len(model) > 0 && !model[0].After(now.Add(-done.lim.window)) {
+				model = model[1:]
+			}
+			model = append(model, now)
+			if len(model) > done.lim.attempts {
+				model = model[len(model)-done.lim.attempts:]
+			}
+		}
+		if u := l.users["alice"]; u != nil && cap(u.events) > max(2*u.n, 4) && cap(u.events) > lim.attempts {
+			t.Fatalf("step %d: capacity %d for %d events, limit %d", step, cap(u.events), u.n, lim.attempts)
+		}
+	}
+}
+
+type heldAttempt struct {
+	r   *reservation
+	lim limits
+}
+
+// An attempt is held on every account it touches and counted against
+// each; the account Nextcloud named afterwards is counted even over its
+// limit, and a name held twice costs one attempt.
+func TestLimiterAttemptCountsAgainstEveryKey(t *testing.T) {
+	l := newLimiter()
+	lim := limits{attempts: 2, window: time.Hour, maxUsers: 100}
+	z := rateLimit{local: l, lim: lim}
+	attempt := func(at time.Duration, keys ...string) (*reservation, time.Duration, bool) {
+		var r reservation
+		for _, k := range keys {
+			wait, ok, err := z.reserve(&r, k, t0.Add(at))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				r.release()
+				return nil, wait, false
+			}
+		}
+		return &r, 0, true
+	}
+	r, _, _ := attempt(0, "x0001", "victim", "x0001")
+	r.countAlso("uid-victim")
+	r.commit(t0)
+	r, _, _ = attempt(time.Minute, "x0002", "victim")
+	r.countAlso("uid-victim")
+	r.commit(t0.Add(time.Minute))
+	// victim is full: a third throwaway id is refused on it, and gives
+	// its own key back.
+	if _, wait, ok := attempt(2*time.Minute, "x0003", "victim"); ok || wait != 58*time.Minute {
+		t.Fatalf("third guess at victim: ok=%v wait=%v", ok, wait)
+	}
+	if _, ok := l.users["x0003"]; ok {
+		t.Fatal("the refused attempt kept its first key")
+	}
+	// One attempt per key: x0001 was held once, so it has one left.
+	mustReserve(t, l, "x0001", t0.Add(2*time.Minute), lim).release()
+	// The answered uid is full too, and counting over the limit moves its
+	// Retry-After: the newest two of three are kept.
+	r, _, _ = attempt(3*time.Minute, "x0004")
+	r.countAlso("uid-victim")
+	r.commit(t0.Add(3 * time.Minute))
+	if _, wait, ok := l.reserve("uid-victim", t0.Add(4*time.Minute), lim); ok || wait != 57*time.Minute {
+		t.Fatalf("uid after a third count: ok=%v wait=%v", ok, wait)
+	}
+	// Released attempts count nowhere.
+	r, _, _ = attempt(5*time.Minute, "x0005", "other")
+	r.countAlso("uid-other")
+	r.release()
+	for _, k := range []string{"x0005", "other", "uid-other"} {
+		if _, ok := l.users[k]; ok {
+			t.Fatalf("%s tracked after a released attempt", k)
+		}
+	}
+}
+
+// At the cap, a user with an attempt in flight is not forgotten: its
+// attempt would be counted into a window nobody reads, and the in-flight
+// bound would be lost.
+func TestLimiterCapSkipsUsersInFlight(t *testing.T) {
+	l := newLimiter()
+	lim := limits{attempts: 1, window: time.Hour, maxUsers: 2}
+	running := mustReserve(t, l, "alice", t0, lim) // least recently active
+	mustReserve(t, l, "bob", t0.Add(time.Second), lim).commit(t0.Add(time.Second))
+	mustReserve(t, l, "carol", t0.Add(2*time.Second), lim).commit(t0.Add(2 * time.Second))
+	// alice's attempt is still running: a second one is refused.
+	if _, _, ok := l.reserve("alice", t0.Add(3*time.Second), lim); ok {
+		t.Fatal("alice's in-flight attempt was forgotten at the cap")
+	}
+	running.commit(t0.Add(4 * time.Second))
+	if _, wait, ok := l.reserve("alice", t0.Add(5*time.Second), lim); ok || wait != time.Hour-time.Second {
+		t.Fatalf("alice's committed attempt: ok=%v wait=%v", ok, wait)
+	}
+	if n := l.tracked(); n > 3 {
+		t.Fatalf("%d users tracked, cap 2 plus one in flight", n)
+	}
+}
+
+func TestAddressKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.7":               "203.0.113.7",
+		"::ffff:203.0.113.7":        "203.0.113.7",
+		"2001:db8:1:2:3:4:5:6":      "2001:db8:1:2::/64",
+		"2001:db8:1:2::ffff":        "2001:db8:1:2::/64",
+		"fe80::1%eth0":              "fe80::/64",
+		"not an address":            "not an address",
+		"2001:db8:1:3:3:4:5:6":      "2001:db8:1:3::/64",
+		"::1":                       "::/64",
+		"2001:0DB8:0001:0002::0001": "2001:db8:1:2::/64",
+	} {
+		if got := addressKey(in); got != want {
+			t.Errorf("addressKey(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 func TestLimiterStateOutlivesAConfig(t *testing.T) {
@@ -179,25 +369,30 @@ func BenchmarkLimiterNewKey(b *testing.B) {
 }
 
 // BenchmarkLimiterMemoryPerUser reports the heap one tracked user costs,
-// with the default 5 attempts and each user holding one counted attempt.
+// each user holding one counted attempt, at the default 5 attempts and at
+// 1000: the two rows must be about the same. It only reports.
 func BenchmarkLimiterMemoryPerUser(b *testing.B) {
-	const users = 100_000
-	lim := limits{attempts: 5, window: time.Hour, maxUsers: users}
-	var perUser float64
-	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		l := newLimiter()
-		for i := range users {
-			// The key is allocated here, as a request's user id is.
-			r, _, _ := l.reserve(fmt.Sprintf("user-%08d", i), t0, lim)
-			r.commit(t0)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		perUser = float64(after.HeapAlloc-before.HeapAlloc) / users
-		runtime.KeepAlive(l)
+	for _, attempts := range []int{5, 1000} {
+		b.Run(fmt.Sprint("attempts=", attempts), func(b *testing.B) {
+			const users = 100_000
+			lim := limits{attempts: attempts, window: time.Hour, maxUsers: users}
+			var perUser float64
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				l := newLimiter()
+				for i := range users {
+					// The key is allocated here, as a request's user id is.
+					r, _, _ := l.reserve(fmt.Sprintf("user-%08d", i), t0, lim)
+					r.commit(t0)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perUser = float64(after.HeapAlloc-before.HeapAlloc) / users
+				runtime.KeepAlive(l)
+			}
+			b.ReportMetric(perUser, "B/user")
+		})
 	}
-	b.ReportMetric(perUser, "B/user")
 }

@@ -7,7 +7,7 @@ import (
 	"strconv"
 )
 
-// The success bodies of API.md. They are structs, not maps, so the keys
+// The success bodies of docs/API.md. They are structs, not maps, so the keys
 // come out in the documented order; pointers and nil slices are JSON null.
 
 type provisionResponse struct {

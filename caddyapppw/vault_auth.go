@@ -16,41 +16,81 @@ import (
 	"go.uber.org/zap"
 )
 
+// Login backoff: logins that a failure causes (a login that failed, a
+// token that Vault refused) are spaced out, doubling from the minimum to
+// the maximum, so a broken setup costs Vault one login per interval and
+// not one per request.
+const (
+	minLoginBackoff = time.Second
+	maxLoginBackoff = 30 * time.Second
+	// staticRetryMin is the first wait before a static token's failed
+	// lookup is tried again: short, so a brief outage at the first
+	// request leaves a short-lived token time to be renewed.
+	staticRetryMin = 500 * time.Millisecond
+)
+
 // vaultAuth keeps the Vault client's token valid for one config.
 //
 //   - token: used as given; renewed with a LifetimeWatcher while Vault says
-//     it is renewable.
+//     it is renewable. The lookup that starts the renewal is retried until
+//     it succeeds, so a Vault that is down or sealed at the first request
+//     does not leave the token to expire.
 //   - token_file: the file a Vault Agent sink writes. It is stat'ed before
 //     each request and re-read when it changed, and re-read once when Vault
 //     answers 403, so a rotated token is used without a restart.
 //   - approle, kubernetes: logged in on first use (never in Provision),
-//     renewed with a LifetimeWatcher, and logged in again when renewal ends
-//     or when Vault answers 403 (once per request).
+//     renewed with a LifetimeWatcher, and logged in again ahead of the max
+//     TTL, or when Vault refuses the token itself. A 403 is also what a
+//     policy that denies the request gets, which a new login cannot heal:
+//     lookup-self tells the two apart. One login runs at a time, and the
+//     logins that failures cause wait for a backoff.
 //
 // The goroutines it starts end when close is called (Cleanup), so a config
-// reload leaks none.
+// reload leaks none; a login stops the renewal of the token it replaces.
 type vaultAuth struct {
 	client    *api.Client
 	logger    *zap.Logger
 	method    string                                         // for logs: token, token_file, approle, kubernetes
 	login     func(context.Context) (*api.SecretAuth, error) // nil unless a login method
 	tokenFile string
+	now       func() time.Time // the backoff's clock
 
 	mu        sync.Mutex
 	gen       uint64 // bumped whenever the client gets a new token
 	loggedIn  bool
 	fileMod   time.Time
 	fileSize  int64
-	renewOnce sync.Once
+	backoff   loginBackoff
+	lastErr   error              // why the last login failed, while backing off
+	stopRenew context.CancelFunc // ends the renewal of the current login's token
+	// staticOnce starts the static token's renewal loop, which retries
+	// its lookup until it succeeds.
+	staticOnce sync.Once
 
 	ctx    context.Context // ends at close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
+// loginBackoff is when the next failure-caused login may run.
+type loginBackoff struct {
+	delay time.Duration
+	next  time.Time
+}
+
+// failed pushes the next login back: twice the last delay, or the
+// minimum again when the last failure is long past.
+func (b *loginBackoff) failed(now time.Time) {
+	if now.Sub(b.next) > maxLoginBackoff {
+		b.delay = 0
+	}
+	b.delay = min(max(2*b.delay, minLoginBackoff), maxLoginBackoff)
+	b.next = now.Add(b.delay)
+}
+
 func newVaultAuth(client *api.Client, v *VaultConfig, logger *zap.Logger) *vaultAuth {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &vaultAuth{client: client, logger: logger, ctx: ctx, cancel: cancel, method: "token", tokenFile: v.TokenFile}
+	a := &vaultAuth{client: client, logger: logger, ctx: ctx, cancel: cancel, method: "token", tokenFile: v.TokenFile, now: clock}
 	switch {
 	case v.TokenFile != "":
 		a.method = "token_file"
@@ -94,7 +134,7 @@ func (a *vaultAuth) do(ctx context.Context, op func() error) error {
 func (a *vaultAuth) ensure(ctx context.Context) (uint64, error) {
 	switch a.method {
 	case "token":
-		a.renewOnce.Do(func() { a.goRenewStaticToken() })
+		a.staticOnce.Do(a.goRenewStaticToken)
 		return 0, nil
 	case "token_file":
 		a.mu.Lock()
@@ -114,23 +154,57 @@ func (a *vaultAuth) ensure(ctx context.Context) (uint64, error) {
 	return a.gen, nil
 }
 
-// refresh gets a new token after Vault refused the one of generation gen,
-// unless another request already did. It reports whether the client now
-// holds a different token.
+// refresh gets a new token after Vault answered 403 to the one of
+// generation gen, unless another request already did. It reports whether
+// the client now holds a different token. A login method logs in again
+// only when lookup-self says the token itself is refused: a policy that
+// denies the request would deny the next token too.
 func (a *vaultAuth) refresh(ctx context.Context, gen uint64) (bool, error) {
+	a.mu.Lock()
+	if a.gen != gen {
+		a.mu.Unlock()
+		return true, nil
+	}
+	if a.method == "token_file" {
+		defer a.mu.Unlock()
+		return a.readTokenFile(true)
+	}
+	token := a.client.Token()
+	a.mu.Unlock()
+
+	// Outside the lock: the other requests go on while Vault answers.
+	if !a.tokenRefused(ctx, token) {
+		return false, nil
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.gen != gen {
 		return true, nil
 	}
-	if a.method == "token_file" {
-		return a.readTokenFile(true)
-	}
 	a.logger.Info("vault refused the token; logging in again", zap.String("auth", a.method))
+	a.loggedIn = false
+	a.stopRenewal()
 	if err := a.logIn(ctx); err != nil {
 		return false, err
 	}
+	// A token refused is a failure too: should the new one be refused
+	// as well, the login after it waits.
+	a.backoff.failed(a.now())
 	return true, nil
+}
+
+// tokenRefused reports whether Vault refuses token itself: its
+// lookup-self, which Vault's default policy allows every token, answers
+// 403. Any other outcome (valid, or Vault unreachable) is not a reason to
+// log in again.
+func (a *vaultAuth) tokenRefused(ctx context.Context, token string) bool {
+	c, err := a.client.Clone()
+	if err != nil {
+		return false
+	}
+	c.SetToken(token)
+	_, err = c.Auth().Token().LookupSelfWithContext(ctx)
+	return isForbidden(err)
 }
 
 // readTokenFile loads the token file if it changed since the last read, or
@@ -164,13 +238,26 @@ func (a *vaultAuth) readTokenFile(force bool) (bool, error) {
 }
 
 // logIn runs the login method, installs the new token and starts renewing
-// it. Callers hold mu.
+// it, in place of the token it replaces. Within the backoff of a failure
+// it does not try and answers why. Callers hold mu, so one login runs at
+// a time.
 func (a *vaultAuth) logIn(ctx context.Context) error {
+	now := a.now()
+	if wait := a.backoff.next.Sub(now); wait > 0 {
+		if a.lastErr != nil {
+			return fmt.Errorf("%w (next login attempt in %s)", a.lastErr, wait)
+		}
+		return fmt.Errorf("vault %s: the new token was refused too; next login attempt in %s", a.method, wait)
+	}
 	auth, err := a.login(ctx)
 	if err != nil {
 		a.loggedIn = false
-		return fmt.Errorf("vault %s login: %w", a.method, err)
+		a.lastErr = fmt.Errorf("vault %s login: %w", a.method, err)
+		a.backoff.failed(now)
+		return a.lastErr
 	}
+	a.lastErr = nil
+	a.stopRenewal()
 	a.client.SetToken(auth.ClientToken)
 	a.gen++
 	a.loggedIn = true
@@ -179,15 +266,26 @@ func (a *vaultAuth) logIn(ctx context.Context) error {
 		zap.Duration("ttl", time.Duration(auth.LeaseDuration)*time.Second),
 		zap.Bool("renewable", auth.Renewable))
 	if auth.Renewable {
-		a.goWatch(&api.Secret{Auth: auth}, a.gen)
+		ctx, cancel := context.WithCancel(a.ctx)
+		a.stopRenew = cancel
+		a.goWatch(ctx, &api.Secret{Auth: auth}, a.gen)
 	}
 	return nil
 }
 
+// stopRenewal ends the renewal of the current login's token, which is
+// being replaced or was refused. Callers hold mu.
+func (a *vaultAuth) stopRenewal() {
+	if a.stopRenew != nil {
+		a.stopRenew()
+		a.stopRenew = nil
+	}
+}
+
 // renew keeps secret's token renewed with a LifetimeWatcher until the
 // watcher gives up, and returns why (nil: the max TTL is near); stopped
-// means close ended it first.
-func (a *vaultAuth) renew(secret *api.Secret) (stopped bool, err error) {
+// means ctx ended it first (close, or the token was replaced).
+func (a *vaultAuth) renew(ctx context.Context, secret *api.Secret) (stopped bool, err error) {
 	w, err := a.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
 	if err != nil {
 		return false, err
@@ -196,7 +294,7 @@ func (a *vaultAuth) renew(secret *api.Secret) (stopped bool, err error) {
 	defer w.Stop()
 	for {
 		select {
-		case <-a.ctx.Done():
+		case <-ctx.Done():
 			return true, nil
 		case r := <-w.RenewCh():
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
@@ -210,10 +308,11 @@ func (a *vaultAuth) renew(secret *api.Secret) (stopped bool, err error) {
 }
 
 // goWatch renews the login of generation gen until it can no longer be
-// renewed, then logs in again ahead of its expiry.
-func (a *vaultAuth) goWatch(secret *api.Secret, gen uint64) {
+// renewed, then logs in again ahead of its expiry. ctx ends it when the
+// token is replaced.
+func (a *vaultAuth) goWatch(ctx context.Context, secret *api.Secret, gen uint64) {
 	a.wg.Go(func() {
-		stopped, err := a.renew(secret)
+		stopped, err := a.renew(ctx, secret)
 		if stopped {
 			return
 		}
@@ -234,28 +333,57 @@ func (a *vaultAuth) goWatch(secret *api.Secret, gen uint64) {
 	})
 }
 
-// goRenewStaticToken looks the configured token up once and, if it is
-// renewable, keeps renewing it. It runs in the background so no request
-// waits for it.
+// goRenewStaticToken keeps the configured token renewed while Vault says
+// it is renewable. Its lookup is retried, with a backoff, until it
+// succeeds: a Vault that is down or sealed when the first request comes
+// must not leave the token to expire. It runs in the background so no
+// request waits for it.
 func (a *vaultAuth) goRenewStaticToken() {
 	a.wg.Go(func() {
-		ctx, cancel := context.WithTimeout(a.ctx, a.client.ClientTimeout())
-		sec, err := a.client.Auth().Token().LookupSelfWithContext(ctx)
-		cancel()
-		if err != nil {
-			a.logger.Warn("vault token lookup failed; not renewing it", zap.Error(err))
-			return
-		}
-		renewable, _ := sec.TokenIsRenewable()
-		ttl, _ := sec.TokenTTL()
-		if !renewable || ttl == 0 {
-			return
-		}
-		stopped, err := a.renew(&api.Secret{
-			Auth: &api.SecretAuth{ClientToken: a.client.Token(), Renewable: true, LeaseDuration: int(ttl.Seconds())},
-		})
-		if !stopped {
-			a.logger.Warn("vault token can no longer be renewed; it will expire", zap.Error(err))
+		var delay time.Duration
+		for {
+			if delay > 0 {
+				t := time.NewTimer(delay)
+				select {
+				case <-a.ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
+			delay = min(max(2*delay, staticRetryMin), maxLoginBackoff)
+			ctx, cancel := context.WithTimeout(a.ctx, a.client.ClientTimeout())
+			sec, err := a.client.Auth().Token().LookupSelfWithContext(ctx)
+			cancel()
+			switch {
+			case a.ctx.Err() != nil:
+				return
+			case isForbidden(err):
+				a.logger.Warn("vault refused the token; it cannot be renewed", zap.Error(err))
+				return
+			case err != nil:
+				a.logger.Warn("vault token lookup failed; trying again", zap.Duration("in", delay), zap.Error(vaultError(err)))
+				continue
+			}
+			renewable, _ := sec.TokenIsRenewable()
+			ttl, _ := sec.TokenTTL()
+			if !renewable || ttl == 0 {
+				return
+			}
+			delay = 0
+			stopped, err := a.renew(a.ctx, &api.Secret{
+				Auth: &api.SecretAuth{ClientToken: a.client.Token(), Renewable: true, LeaseDuration: int(ttl.Seconds())},
+			})
+			if stopped {
+				return
+			}
+			if err == nil {
+				a.logger.Warn("vault token reached its max TTL; it will expire")
+				return
+			}
+			// The watcher retried until the token's TTL ran out; the
+			// lookup says whether it is still there.
+			a.logger.Warn("vault token renewal failed; looking it up again", zap.Error(vaultError(err)))
 		}
 	})
 }

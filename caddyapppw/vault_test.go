@@ -69,7 +69,8 @@ func tokenWithPolicy(t *testing.T, e *env, policy string, data map[string]any) s
 // operator would, and checks Vault after each write.
 func wholeAPI(t *testing.T, e *env, uid string) {
 	t.Helper()
-	e.nc.AddUser(uid, uid+"@example.com", alicePW, alicePW2)
+	e.nc.AddUser(uid, uid+"@example.com", alicePW)
+	e.nc.AddAppPassword(uid, uid, alicePW2) // the re-POST below logs in as the uid
 	p := "/api/v1/users/" + uid
 	auth, auth2 := uid+":"+alicePW, uid+":"+alicePW2
 
@@ -361,21 +362,34 @@ func TestTokenRenewedThenReplacedByLogin(t *testing.T) {
 		`{"success":true,"message":"App password stored for alice","scopes":null}`)
 
 	// Keep serving until the log shows a renewal and two logins after
-	// the first: requests must not fail across either.
+	// the first: requests must not fail across either, and no request may
+	// meet an expired token. The logins must be the early ones, ahead of
+	// the max TTL: a login after Vault refused the token would also
+	// answer 200, so the refusal's own line is what tells them apart.
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		e.call("GET", "/api/v1/users/alice/app-password", "alice:"+alicePW, "").expect(t, 200,
 			`{"success":true,"user_id":"alice","has_app_password":true}`)
-		logins, renewals := 0, 0
+		logins, renewals, early, refused := 0, 0, 0, 0
 		for _, l := range e.logLines() {
 			switch l["msg"] {
 			case "vault login":
 				logins++
 			case "vault token renewed":
 				renewals++
+			case "vault token reached its max TTL; logging in again":
+				early++
+			case "vault refused the token; logging in again":
+				refused++
 			}
 		}
+		if refused > 0 {
+			t.Fatalf("%d requests met an expired token", refused)
+		}
 		if logins >= 3 && renewals >= 1 {
+			if early < 2 {
+				t.Fatalf("%d logins, only %d of them ahead of the max TTL", logins, early)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

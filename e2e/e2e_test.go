@@ -151,11 +151,25 @@ func TestDeploymentEndToEnd(t *testing.T) {
 	if err != nil || sec.Data["app_password"] != appPassword || sec.Data["username"] != "alice@example.com" {
 		t.Fatalf("Vault after POST: %v %v", sec, err)
 	}
+	// Gone means gone precisely: Vault answers 404 with nothing, for the
+	// current version and for the metadata (so no version is left to
+	// undelete). Any other error — Vault unreachable, a denied policy, a
+	// spent context — proves nothing, and a soft-deleted version still
+	// answers with its metadata. Both reads find the secret before the
+	// DELETE, so a wrong path cannot pass.
+	paths := []string{"secret/data/nextcloud-mcp/app-passwords/alice", "secret/metadata/nextcloud-mcp/app-passwords/alice"}
+	for _, p := range paths {
+		if sec, err := vault.Root.Logical().ReadWithContext(ctx, p); err != nil || sec == nil {
+			t.Fatalf("before DELETE, reading %s: %v %v", p, sec, err)
+		}
+	}
 	if status, body := call("DELETE", ""); status != 200 || body != `{"success":true,"message":"App password deleted for alice"}` {
 		t.Fatalf("DELETE: %d %s", status, body)
 	}
-	if _, err := vault.Root.KVv2("secret").Get(ctx, "nextcloud-mcp/app-passwords/alice"); err == nil {
-		t.Fatal("secret still in Vault after DELETE")
+	for _, p := range paths {
+		if sec, err := vault.Root.Logical().ReadWithContext(ctx, p); err != nil || sec != nil {
+			t.Fatalf("after DELETE, reading %s: want Vault's 404, got %v %v", p, sec, err)
+		}
 	}
 }
 

@@ -1,16 +1,29 @@
 // Package fakenextcloud is an httptest stand-in for the one Nextcloud
 // endpoint the module calls: OCS cloud/user, in its v1 and v2 forms, with
-// the status codes and JSON shapes Nextcloud answers.
+// the status codes, headers and JSON shapes Nextcloud answers. It is meant
+// to be no kinder than Nextcloud: a test that passes against it should pass
+// against a real server.
 //
 //   - v2 (/ocs/v2.php/cloud/user): success is HTTP 200, meta.statuscode
-//     200; bad credentials are HTTP 401, statuscode 997, data [].
+//     200; bad credentials are HTTP 401 with
+//     `WWW-Authenticate: Basic realm="Authorisation Required"`,
+//     statuscode 997, message "Unauthorised", data [] (ocs/v1.php catches
+//     the LoginException, OC\OCS\ApiHelper::respond answers).
 //   - v1 (/ocs/v1.php/cloud/user): success is HTTP 200, statuscode 100;
-//     bad credentials are also HTTP 200, statuscode 997, data [] — why the
-//     module never uses v1 (upstream issue #824).
-//   - A request without "OCS-APIRequest: true" fails Nextcloud's CSRF check
-//     for basic-auth callers and is answered like bad credentials.
-//   - Users log in by uid or by login name (e.g. an e-mail address); data.id
-//     is always the uid.
+//     bad credentials are HTTP 200, statuscode 997, data [] — the answer
+//     upstream issue #824 met (current Nextcloud's V1Response says 401).
+//     The fake keeps the worse one: it is why the module never uses v1.
+//   - A request without credentials, or without "OCS-APIRequest: true"
+//     (Nextcloud's CSRF check for basic-auth callers), is anonymous: 401,
+//     statuscode 997, "Current user is not logged in", no challenge.
+//   - Accounts (users.go): an app password is bound to the login name it
+//     was created under, compared case-insensitively; the account's own
+//     password works under its uid and every login name. data.id is always
+//     the uid.
+//   - Brute-force protection (throttle.go) is on, as in Nextcloud: each
+//     failed login from an address delays that address's next requests,
+//     and past the maximum they are answered 429. Delays are recorded, and
+//     slept only when a test asks for it.
 //
 // Faults (status, HTML, delay, redirect, wrong id) are switched on per
 // server for the failure tests.
@@ -29,20 +42,17 @@ import (
 type Server struct {
 	*httptest.Server
 
-	mu     sync.Mutex
-	users  map[string]*user // by uid
-	logins map[string]string
-	fault  Fault
-
-	calls atomic.Int64
+	mu    sync.Mutex
+	users map[string]*user // by uid
+	fault Fault
 	// anyUser, when set, is a password every login accepts, as its own
 	// uid: for load tests with many users.
-	anyUser string
-}
+	anyUser  string
+	throttle throttle
 
-type user struct {
-	uid       string
-	passwords map[string]bool
+	calls atomic.Int64
+	// forwardedFor holds each request's X-Forwarded-For, in order.
+	forwardedFor []string
 }
 
 // Fault makes the server misbehave.
@@ -62,7 +72,7 @@ type Fault struct {
 
 // New starts a fake Nextcloud; it is closed when the test ends.
 func New(t interface{ Cleanup(func()) }) *Server {
-	s := &Server{users: map[string]*user{}, logins: map[string]string{}}
+	s := &Server{users: map[string]*user{}, throttle: newThrottle()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ocs/v2.php/cloud/user", func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, 2) })
 	mux.HandleFunc("GET /ocs/v1.php/cloud/user", func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, 1) })
@@ -70,38 +80,6 @@ func New(t interface{ Cleanup(func()) }) *Server {
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	return s
-}
-
-// AddUser creates uid with the app passwords given; loginName, if not
-// empty, is a second name it can log in with.
-func (s *Server) AddUser(uid, loginName string, appPasswords ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u := &user{uid: uid, passwords: map[string]bool{}}
-	for _, p := range appPasswords {
-		u.passwords[p] = true
-	}
-	s.users[uid] = u
-	s.logins[uid] = uid
-	if loginName != "" {
-		s.logins[loginName] = uid
-	}
-}
-
-// AcceptAnyUser makes password valid for every login, as that login's uid.
-func (s *Server) AcceptAnyUser(password string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.anyUser = password
-}
-
-// Revoke deletes an app password, as the user's "revoke" button does.
-func (s *Server) Revoke(uid, password string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if u := s.users[uid]; u != nil {
-		delete(u.passwords, password)
-	}
 }
 
 // SetFault switches a fault on; the zero Fault switches it off.
@@ -114,17 +92,25 @@ func (s *Server) SetFault(f Fault) {
 // Calls is how many requests reached the server.
 func (s *Server) Calls() int64 { return s.calls.Load() }
 
-type meta struct {
-	Status       string `json:"status"`
-	StatusCode   int    `json:"statuscode"`
-	Message      string `json:"message"`
-	TotalItems   string `json:"totalitems"`
-	ItemsPerPage string `json:"itemsperpage"`
+// ForwardedFor is the X-Forwarded-For header of every OCS request, in the
+// order they arrived; "" where a request had none.
+func (s *Server) ForwardedFor() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.forwardedFor...)
 }
+
+// The OCS failure messages Nextcloud sends.
+const (
+	msgUnauthorised = "Unauthorised"                  // wrong credentials (LoginException)
+	msgNotLoggedIn  = "Current user is not logged in" // no credentials (NotLoggedInException)
+	msgMaxDelay     = "Reached maximum delay"         // brute-force maximum (MaxDelayReached)
+)
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, version int) {
 	s.calls.Add(1)
 	s.mu.Lock()
+	s.forwardedFor = append(s.forwardedFor, r.Header.Get("X-Forwarded-For"))
 	f := s.fault
 	s.mu.Unlock()
 
@@ -137,7 +123,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, version int) {
 	}
 	switch {
 	case f.Maintenance:
-		answer(w, http.StatusServiceUnavailable, meta{Status: "failure", StatusCode: 503, Message: "Service unavailable"}, []any{})
+		fail(w, version, http.StatusServiceUnavailable, 503, "Service unavailable")
 		return
 	case f.RedirectTo != "":
 		http.Redirect(w, r, f.RedirectTo, http.StatusFound)
@@ -147,17 +133,37 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, version int) {
 		_, _ = w.Write([]byte("<!DOCTYPE html><html><body>Maintenance mode</body></html>"))
 		return
 	case f.Status != 0:
-		answer(w, f.Status, meta{Status: "failure", StatusCode: f.Status, Message: http.StatusText(f.Status)}, []any{})
+		fail(w, version, f.Status, f.Status, http.StatusText(f.Status))
 		return
 	}
 
-	uid, ok := s.authenticate(r)
-	if !ok {
-		status := http.StatusUnauthorized
-		if version == 1 || f.V1Answers {
-			status = http.StatusOK
+	uid, result := s.logIn(r)
+	if result == loginOK && r.Header.Get("OCS-APIRequest") != "true" {
+		// Logged in, but the CSRF check refuses a basic-auth call
+		// without the header: the request goes on as nobody's.
+		result = loginMissing
+	}
+	v1Style := version == 1 || f.V1Answers
+	switch result {
+	case loginThrottled:
+		// ApiHelper::respond(429): HTTP 429 on v2, HTTP 200 on v1.
+		httpStatus := http.StatusTooManyRequests
+		if version == 1 {
+			httpStatus = http.StatusOK
 		}
-		answer(w, status, meta{Status: "failure", StatusCode: 997, Message: "Current user is not logged in"}, []any{})
+		fail(w, version, httpStatus, http.StatusTooManyRequests, msgMaxDelay)
+		return
+	case loginFailed, loginMissing:
+		msg := msgNotLoggedIn
+		if result == loginFailed {
+			msg = msgUnauthorised
+			w.Header().Set("WWW-Authenticate", `Basic realm="Authorisation Required"`)
+		}
+		httpStatus := http.StatusUnauthorized
+		if v1Style {
+			httpStatus = http.StatusOK
+		}
+		fail(w, version, httpStatus, 997, msg)
 		return
 	}
 	if f.WrongID != "" {
@@ -167,7 +173,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, version int) {
 	if version == 1 {
 		okCode = 100
 	}
-	answer(w, http.StatusOK, meta{Status: "ok", StatusCode: okCode, Message: "OK"}, map[string]any{
+	answer(w, version, http.StatusOK, okCode, "OK", map[string]any{
 		"enabled":         true,
 		"storageLocation": "/var/www/html/data/" + uid,
 		"id":              uid,
@@ -205,28 +211,24 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-func (s *Server) authenticate(r *http.Request) (string, bool) {
-	if r.Header.Get("OCS-APIRequest") != "true" {
-		return "", false
-	}
-	login, password, ok := r.BasicAuth()
-	if !ok {
-		return "", false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.anyUser != "" && password == s.anyUser {
-		return login, true
-	}
-	u := s.users[s.logins[login]]
-	if u == nil || !u.passwords[password] {
-		return "", false
-	}
-	return u.uid, true
+// fail answers an OCS failure with data [].
+func fail(w http.ResponseWriter, version, httpStatus, ocsStatus int, message string) {
+	answer(w, version, httpStatus, ocsStatus, message, []any{})
 }
 
-func answer(w http.ResponseWriter, status int, m meta, data any) {
+// answer writes an OCS JSON answer. The meta block differs by version as
+// in Nextcloud's V1Response and V2Response: v1 always carries totalitems
+// and itemsperpage, v2 only status, statuscode and message.
+func answer(w http.ResponseWriter, version, httpStatus, ocsStatus int, message string, data any) {
+	status := "failure"
+	if ocsStatus == 100 || ocsStatus == 200 {
+		status = "ok"
+	}
+	meta := map[string]any{"status": status, "statuscode": ocsStatus, "message": message}
+	if version == 1 {
+		meta["totalitems"], meta["itemsperpage"] = "", ""
+	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"ocs": map[string]any{"meta": m, "data": data}})
+	w.WriteHeader(httpStatus)
+	_ = json.NewEncoder(w).Encode(map[string]any{"ocs": map[string]any{"meta": meta, "data": data}})
 }

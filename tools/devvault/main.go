@@ -2,11 +2,12 @@
 // file) storage, the way `vault server -dev` does, for the tests and local
 // runs of caddy-apppw.
 //
-// The full `vault` CLI does not build from the module proxy (see
-// ../../shared/VAULT.md), so this embeds only the parts the project needs:
-// the core, the HTTP API, the KV secrets engine and the AppRole and
-// Kubernetes auth methods. It lives in its own Go module so that the
-// product's go.mod never carries Vault's server.
+// The full `vault` CLI does not build from the module proxy (Vault's
+// in-tree sdk sits between the published sdk tags, so either the identity
+// store or transit fails to compile), so this embeds only the parts the
+// project needs: the core, the HTTP API, the KV secrets engine and the
+// AppRole and Kubernetes auth methods. It lives in its own Go module so
+// that the product's go.mod never carries Vault's server.
 //
 // Usage:
 //

@@ -1,0 +1,443 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
+	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
+	"github.com/caddy-apppw/caddy-apppw/internal/readme"
+)
+
+// README.md's shell commands, run as printed. Each ```sh block is split
+// into the commands a reader copies (one a line, backslash-continued),
+// and each runs in bash, in order, in a copy of the checkout, so that what
+// the commands build lands there. What a command must do follows from
+// what it is, not from its exact text, so a README that changes a command
+// still has it run:
+//   - it exits 0;
+//   - every executable it leaves in the checkout is a Caddy that lists
+//     http.handlers.app_password; a command that lists modules prints it;
+//   - a command that serves (`caddy run`, `scripts/run`) must come up,
+//     store an app password in Vault and pass other requests on, and is
+//     then stopped.
+// The commands this test does not run are listed in notRun with the
+// reason; a block in any other language than sh or caddyfile fails, so
+// that no command hides from the test.
+
+// serveCommand matches the commands that serve until stopped: Caddy's run
+// subcommand, and scripts/run, which starts its own dev Vault.
+var (
+	serveCommand    = regexp.MustCompile(`(^|\s)run\s+--config\s`)
+	scriptsRun      = regexp.MustCompile(`^(\./)?scripts/run(\s|$)`)
+	scriptsTest     = regexp.MustCompile(`^(\./)?scripts/test(\s|$)`)
+	listModules     = regexp.MustCompile(`\blist-modules\b`)
+	trailingComment = regexp.MustCompile(`\s+#[^'"]*$`)
+	devVaultBanner  = regexp.MustCompile(`DEV VAULT at (\S+)`)
+	devVaultToken   = regexp.MustCompile(`root token: (\S+)`)
+)
+
+// plainBlocks are README.md's fenced blocks without a language, by how
+// they start: output and a file tree, no commands.
+var plainBlocks = []string{"app_password handler 1 of 1", "caddyapppw/ "}
+
+const appPasswordModule = "http.handlers.app_password"
+
+func TestREADMECommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds Caddy several times (minutes): the full suite runs it")
+	}
+	blocks, err := readme.Load("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := copyCheckout(t, "..")
+	gobin := t.TempDir()
+	env := commandEnv(t, gobin)
+
+	var ran, notRun []string
+	seen := map[string]string{} // command without its comment → the block it ran in
+	for _, b := range blocks {
+		switch b.Lang {
+		case "caddyfile":
+			continue // caddyapppw's TestREADMESnippets loads each one into Caddy
+		case "":
+			if !knownPlainBlock(b.Text) {
+				t.Fatalf("README.md line %d: a fenced block without a language; mark commands ```sh, or name the block in plainBlocks", b.Line)
+			}
+			continue
+		case "sh":
+		default:
+			t.Fatalf("README.md line %d: a ```%s block: mark shell commands ```sh so that this test runs them", b.Line, b.Lang)
+		}
+		if strings.Contains(b.Text, "/v1/sys/policies/acl/") {
+			notRun = append(notRun, fmt.Sprintf("line %d, the Vault setup: caddyapppw's TestREADMEVaultSetup runs it against the dev Vault", b.Line))
+			continue
+		}
+		for _, cmd := range readme.Commands(b) {
+			where := fmt.Sprintf("README.md line %d: %s", b.Line, firstLine(cmd))
+			key := trailingComment.ReplaceAllString(cmd, "")
+			// A command repeated in a later block (Deploying, then
+			// Building) runs once; within a block each runs, since what
+			// it acts on may have changed.
+			if first, ok := seen[key]; ok && first != fmt.Sprintf("line %d", b.Line) {
+				notRun = append(notRun, where+": the same command ran at "+first)
+				continue
+			}
+			seen[key] = fmt.Sprintf("line %d", b.Line)
+			switch {
+			case scriptsTest.MatchString(cmd):
+				notRun = append(notRun, where+": the suite this test is part of (.ci/run runs it)")
+			case scriptsRun.MatchString(cmd):
+				runServing(t, where, dir, env, cmd, true)
+				ran = append(ran, where)
+			case serveCommand.MatchString(cmd):
+				runServing(t, where, dir, env, cmd, false)
+				ran = append(ran, where)
+			default:
+				runToEnd(t, where, dir, env, cmd)
+				ran = append(ran, where)
+			}
+		}
+	}
+	t.Logf("ran:\n  %s", strings.Join(ran, "\n  "))
+	t.Logf("not run here:\n  %s", strings.Join(notRun, "\n  "))
+}
+
+func knownPlainBlock(text string) bool {
+	for _, p := range plainBlocks {
+		if strings.HasPrefix(text, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " …"
+	}
+	return s
+}
+
+// copyCheckout copies the checkout's files (not .git, not build outputs)
+// to a temporary directory, modes kept.
+func copyCheckout(t *testing.T, root string) string {
+	t.Helper()
+	dst := t.TempDir()
+	skip := map[string]bool{".git": true, "bin": true, "caddy": true, "build-caddy": true}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if rel == "." {
+			return nil
+		}
+		if (filepath.Dir(rel) == "." && skip[rel]) || strings.HasSuffix(rel, ".test") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case d.Type().IsRegular():
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, data, info.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// commandEnv is this process's environment for the README's commands:
+// Go installs into gobin, which comes first on PATH; Caddy keeps its data
+// in the test's directories; no VAULT_* or service address of the caller
+// leaks in.
+func commandEnv(t *testing.T, gobin string) []string {
+	t.Helper()
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(name, "VAULT_"), name == "GOBIN", name == "PATH", name == "SITE_ADDRESS", name == "CADDY_ADMIN",
+			name == "NEXTCLOUD_URL", name == "MCP_UPSTREAM", name == "DEV_VAULT_LISTEN", strings.HasPrefix(name, "XDG_DATA"), strings.HasPrefix(name, "XDG_CONFIG"):
+			continue
+		}
+		env = append(env, kv)
+	}
+	data := t.TempDir()
+	return append(env, "GOBIN="+gobin, "PATH="+gobin+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"XDG_DATA_HOME="+data, "XDG_CONFIG_HOME="+data)
+}
+
+// executables maps each executable file under dir to its modification
+// time.
+func executables(t *testing.T, dir string) map[string]time.Time {
+	t.Helper()
+	out := map[string]time.Time{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		if info, err := d.Info(); err == nil && info.Mode().Perm()&0o111 != 0 {
+			out[path] = info.ModTime()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// runToEnd runs a command that ends, then checks what it printed and every
+// executable it made.
+func runToEnd(t *testing.T, where, dir string, env []string, cmd string) {
+	t.Helper()
+	before := executables(t, dir)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, "bash", "-e", "-o", "pipefail", "-c", cmd)
+	c.Dir, c.Env = dir, env
+	out, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", where, err, out)
+	}
+	if listModules.MatchString(cmd) && !hasLine(string(out), appPasswordModule) {
+		t.Fatalf("%s: printed no %s line:\n%s", where, appPasswordModule, out)
+	}
+	for path, mtime := range executables(t, dir) {
+		if old, ok := before[path]; ok && old.Equal(mtime) {
+			continue
+		}
+		// A new or rebuilt executable: it must be a Caddy with the module.
+		list, err := exec.Command(path, "list-modules").CombinedOutput()
+		if err != nil || !hasLine(string(list), appPasswordModule) {
+			t.Fatalf("%s built %s, whose list-modules has no %s (%v):\n%s", where, path, appPasswordModule, err, list)
+		}
+		t.Logf("%s: %s lists %s", where, filepath.Base(path), appPasswordModule)
+	}
+}
+
+func hasLine(text, line string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.TrimSpace(l) == line {
+			return true
+		}
+	}
+	return false
+}
+
+// output collects a process's combined output and tells when a line with
+// a given text has arrived.
+type output struct {
+	mu    sync.Mutex
+	text  strings.Builder
+	lines chan string
+}
+
+func watchOutput(r io.Reader) *output {
+	o := &output{lines: make(chan string, 1024)}
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			o.mu.Lock()
+			o.text.WriteString(sc.Text() + "\n")
+			o.mu.Unlock()
+			select {
+			case o.lines <- sc.Text():
+			default:
+			}
+		}
+		close(o.lines)
+	}()
+	return o
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.text.String()
+}
+
+// waitFor returns once a line holds want; false when the output ends or
+// the deadline passes first.
+func (o *output) waitFor(want string, deadline time.Duration) bool {
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	for {
+		select {
+		case line, ok := <-o.lines:
+			if !ok {
+				return false
+			}
+			if strings.Contains(line, want) {
+				return true
+			}
+		case <-timer.C:
+			return false
+		}
+	}
+}
+
+// runServing runs a command that serves Caddyfile.example until stopped,
+// with the environment Caddyfile.example and scripts/run read. ownVault:
+// the command starts its own dev Vault (scripts/run without VAULT_ADDR)
+// and says where; otherwise it gets one in VAULT_ADDR/VAULT_TOKEN.
+func runServing(t *testing.T, where, dir string, env []string, cmd string, ownVault bool) {
+	t.Helper()
+	nc := fakenextcloud.New(t)
+	nc.AddUser("alice", "alice@example.com", appPassword)
+	upstream := passThroughBackend(t)
+	site, admin := freeAddr(t), freeAddr(t)
+	env = append(env, "SITE_ADDRESS=http://"+site, "CADDY_ADMIN="+admin, "NEXTCLOUD_URL="+nc.URL, "MCP_UPSTREAM="+upstream)
+	var vault *api.Client
+	if ownVault {
+		env = append(env, "DEV_VAULT_LISTEN=127.0.0.1:0")
+	} else {
+		v := devvault.Start(t, devvault.Options{})
+		env = append(env, "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token)
+		vault = v.Root
+	}
+
+	c := exec.Command("bash", "-c", cmd)
+	c.Dir, c.Env = dir, env
+	// Its own process group, so that stopping it stops what it started
+	// (go run's child, scripts/run's Caddy and dev Vault).
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw := io.Pipe()
+	c.Stdout, c.Stderr = pw, pw
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { err := c.Wait(); _ = pw.Close(); exited <- err }()
+	out := watchOutput(pr)
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	}
+	t.Cleanup(stop)
+
+	// The first run builds Caddy (and scripts/run its dev Vault binary).
+	if !out.waitFor("serving initial configuration", 10*time.Minute) {
+		stop()
+		t.Fatalf("%s: Caddy never served:\n%s", where, out)
+	}
+	if ownVault {
+		m, tok := devVaultBanner.FindStringSubmatch(out.String()), devVaultToken.FindStringSubmatch(out.String())
+		if m == nil || tok == nil {
+			t.Fatalf("%s: no dev Vault address and token printed:\n%s", where, out)
+		}
+		cfg := api.DefaultConfig()
+		cfg.Address = m[1]
+		c, err := api.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetToken(tok[1])
+		vault = c
+	}
+
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", "http://"+site+"/api/v1/users/alice/app-password", strings.NewReader(`{"username":"alice@example.com"}`))
+	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:"+appPassword)))
+	req.Header.Set("Content-Type", "application/json")
+	status, body := do(t, req)
+	if want := `{"success":true,"message":"App password stored for alice","scopes":null}`; status != 200 || body != want {
+		t.Fatalf("%s: POST answered %d %s\n%s", where, status, body, out)
+	}
+	sec, err := vault.KVv2("secret").Get(t.Context(), "nextcloud-mcp/app-passwords/alice")
+	if err != nil || sec.Data["app_password"] != appPassword {
+		t.Fatalf("%s: Vault holds %v (%v)", where, sec, err)
+	}
+	req, _ = http.NewRequestWithContext(t.Context(), "GET", "http://"+site+"/mcp/tools", nil)
+	if status, body := do(t, req); status != 200 || body != "mcp saw GET /mcp/tools" {
+		t.Fatalf("%s: pass-through answered %d %s", where, status, body)
+	}
+	stop()
+	t.Logf("%s: served, stored alice's app password, passed /mcp/tools on", where)
+}
+
+func do(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// passThroughBackend stands in for the MCP server: it says what it saw.
+func passThroughBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "mcp saw %s %s", r.Method, r.URL.Path)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
