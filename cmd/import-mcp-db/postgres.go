@@ -17,7 +17,7 @@ func openPostgres(ctx context.Context, connURL string) (*postgresSource, error) 
 	if err != nil {
 		// pgx redacts the password only as well as it can parse the
 		// URL; an unparsable one is not quoted at all.
-		return nil, errors.New("cannot parse the PostgreSQL URL (not shown: it may hold a password)")
+		return nil, errors.New("cannot parse the PostgreSQL URL (not shown: it may hold a password); check host:port and percent-encode the password's special characters")
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

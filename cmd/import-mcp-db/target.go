@@ -51,7 +51,7 @@ var ErrConflict = errors.New("record changed concurrently")
 // openTarget opens the Vault store of the app_password handler in the
 // Caddyfile at configPath, with its auth method and TLS settings.
 //
-// SEAM (issue 16): not wired yet. The lead replaces this function with one
+// SEAM: not wired yet. The lead replaces this function with one
 // that adapts the plugin's Vault store (internal/vaultkv) to Target.
 func openTarget(ctx context.Context, configPath string) (Target, error) {
 	return nil, errors.New("the Vault target is not wired yet")
