@@ -132,11 +132,14 @@ func TestRedisOverTLSWithPassword(t *testing.T) {
 	e := newEnv(t, "")
 	e.nc.AddUser("alice", "", alicePW)
 	t.Setenv("REDIS_PASSWORD", redisPW)
-	limit := func(password, ca string) string {
-		return fmt.Sprintf("rate_limit 5 1h {\n redis rediss://%s/0 {\n password %s\n ca_cert %s\n }\n on_error deny\n }", addr, password, ca)
+	limit := func(password, ca, timeout string) string {
+		return fmt.Sprintf("rate_limit 5 1h {\n redis rediss://%s/0 {\n password %s\n ca_cert %s\n timeout %s\n }\n on_error deny\n }", addr, password, ca, timeout)
 	}
 
-	e.load(e.caddyfile(limit("{env.REDIS_PASSWORD}", pki.caCert)))
+	// A long timeout: a TLS handshake on a busy machine under -race can
+	// take longer than the default 100ms, and this part is about TLS, not
+	// latency.
+	e.load(e.caddyfile(limit("{env.REDIS_PASSWORD}", pki.caCert, "5s")))
 	e.call("POST", "/api/v1/users/alice/app-password", "alice:"+alicePW, "").expect(t, 200,
 		`{"success":true,"message":"App password stored for alice","scopes":null}`)
 	// The counted attempt is in Redis, reached over TLS with the password.
@@ -176,9 +179,12 @@ func TestRedisOverTLSWithPassword(t *testing.T) {
 		}
 		t.Fatalf("no 'shared rate limiter unavailable' line for this request")
 	}
-	e.load(e.caddyfile(limit("{env.REDIS_PASSWORD}", otherCA.caCert)))
+	// The refusals within a short timeout, shorter than the dial retries
+	// of go-redis's pool would take: the cause must still be the dial's
+	// own error, not the check's deadline.
+	e.load(e.caddyfile(limit("{env.REDIS_PASSWORD}", otherCA.caCert, "300ms")))
 	refused("x509: certificate signed by unknown authority")
-	e.load(e.caddyfile(limit("not-the-password", pki.caCert)))
+	e.load(e.caddyfile(limit("not-the-password", pki.caCert, "300ms")))
 	refused("WRONGPASS")
 
 	data, err := os.ReadFile(e.logFile)
