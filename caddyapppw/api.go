@@ -10,6 +10,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
+	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
+	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
 
 // maxSaveAttempts bounds the check-and-set loop of one write. Each lost
@@ -23,9 +27,9 @@ type apiRequest struct {
 	route    route
 	userID   string // valid once past checkUser
 	password string
-	res      reservation
+	res      ratelimit.Attempt // the attempt, per account
 	// leftovers: the user has no readable record, but the store holds
-	// remains of a deleted one (ErrLeftovers), which DELETE purges.
+	// remains of a deleted one (vaultkv.ErrLeftovers), which DELETE purges.
 	leftovers bool
 }
 
@@ -90,8 +94,8 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 	// 3. Rate limit: reserve an attempt now, count it or give it back
 	// once the outcome is known. The login name joins the attempt before
 	// Nextcloud is asked (checkNextcloud).
-	defer req.res.release()
-	if e := h.reserveAttempt(&req.res, h.userLimit(), limiterKey(req.userID)); e != nil {
+	defer req.res.Release()
+	if e := h.reserveAttempt(&req.res, h.accounts, ratelimit.AccountKey(req.userID)); e != nil {
 		return nil, e
 	}
 
@@ -109,20 +113,20 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 		body, e = h.updateScopes(req)
 	}
 	if (e != nil && e.counted) || (e == nil && method == http.MethodPost) {
-		req.res.commit(h.now())
+		req.res.Commit(h.now())
 	}
 	return body, e
 }
 
-// reserveAttempt adds key to the attempt res under limit. It returns the
+// reserveAttempt adds key to the attempt a under limit. It returns the
 // answer that ends the request when key is blocked: 429, or 503 from a
 // shared limiter that is down with on_error deny.
-func (h *Handler) reserveAttempt(res *reservation, limit rateLimit, key string) *apiError {
-	wait, ok, err := limit.reserve(res, key, h.now())
+func (h *Handler) reserveAttempt(a *ratelimit.Attempt, limit ratelimit.Limiter, key string) *apiError {
+	wait, err := limit.Reserve(a, key, h.now())
 	if err != nil {
 		return errLimiterUnavail.withCause(err)
 	}
-	if !ok {
+	if wait > 0 {
 		metrics.rateLimited.Inc()
 		return errRateLimited(retryAfterSeconds(wait))
 	}
@@ -157,13 +161,13 @@ func (h *Handler) provision(req *apiRequest) (any, *apiError) {
 	ctx, cancel := h.storeContext(req.r.Context())
 	defer cancel()
 	now := h.now().Unix()
-	_, e = h.save(ctx, req.userID, nil, func(old *Record) (*Record, *apiError) {
-		rec := &Record{
+	_, e = h.save(ctx, req.userID, nil, func(old *vaultkv.Record) (*vaultkv.Record, *apiError) {
+		rec := &vaultkv.Record{
 			UserID: req.userID, AppPassword: req.password, Username: body.username,
 			Scopes: body.scopes, CreatedAt: now, UpdatedAt: now,
 		}
 		if old != nil {
-			rec.CreatedAt, rec.version = old.CreatedAt, old.version
+			rec.CreatedAt, rec.Version = old.CreatedAt, old.Version
 		}
 		return rec, nil
 	})
@@ -243,7 +247,7 @@ func (h *Handler) updateScopes(req *apiRequest) (any, *apiError) {
 	ctx, cancel := h.storeContext(req.r.Context())
 	defer cancel()
 	now := h.now().Unix()
-	saved, e := h.save(ctx, req.userID, rec, func(old *Record) (*Record, *apiError) {
+	saved, e := h.save(ctx, req.userID, rec, func(old *vaultkv.Record) (*vaultkv.Record, *apiError) {
 		if old == nil {
 			return nil, errNotProvisioned
 		}
@@ -262,12 +266,12 @@ func (h *Handler) updateScopes(req *apiRequest) (any, *apiError) {
 // checked against Nextcloud as the stored login name. The stored password
 // is compared in constant time, and against a dummy when there is no
 // record, so timing does not tell who has provisioned.
-func (h *Handler) loadAndAuthenticate(req *apiRequest, rejected *apiError) (*Record, *apiError) {
+func (h *Handler) loadAndAuthenticate(req *apiRequest, rejected *apiError) (*vaultkv.Record, *apiError) {
 	ctx, cancel := h.storeContext(req.r.Context())
 	rec, err := h.store.Load(ctx, req.userID)
 	cancel()
-	if errors.Is(err, ErrNotFound) {
-		req.leftovers = errors.Is(err, ErrLeftovers)
+	if errors.Is(err, vaultkv.ErrNotFound) {
+		req.leftovers = errors.Is(err, vaultkv.ErrLeftovers)
 		rec, err = nil, nil
 	}
 	if err != nil {
@@ -300,36 +304,36 @@ func (h *Handler) loadAndAuthenticate(req *apiRequest, rejected *apiError) (*Rec
 // client's address; a user id mismatch also counts against the uid
 // Nextcloud answered with.
 func (h *Handler) checkNextcloud(req *apiRequest, login string, rejected *apiError) *apiError {
-	if e := h.reserveAttempt(&req.res, h.userLimit(), limiterKey(login)); e != nil {
+	if e := h.reserveAttempt(&req.res, h.accounts, ratelimit.AccountKey(login)); e != nil {
 		return e
 	}
 	clientIP := clientAddress(req.r)
-	var byAddress reservation
-	defer byAddress.release()
+	var byAddress ratelimit.Attempt
+	defer byAddress.Release()
 	if h.addresses != nil {
-		if e := h.reserveAttempt(&byAddress, *h.addresses, addressKey(clientIP)); e != nil {
+		if e := h.reserveAttempt(&byAddress, h.addresses, ratelimit.AddressKey(clientIP)); e != nil {
 			return e
 		}
 	}
 
 	start := time.Now()
-	err := h.nextcloud.check(req.r.Context(), login, req.password, req.userID, clientIP)
+	err := h.nextcloud.Check(req.r.Context(), login, req.password, req.userID, clientIP)
 	var (
-		wrongUser    ncWrongUserError
-		statusErr    ncStatusError
-		bodyErr      ncBodyError
-		transportErr ncTransportError
+		wrongUser    nextcloud.WrongUserError
+		statusErr    nextcloud.StatusError
+		bodyErr      nextcloud.BodyError
+		transportErr nextcloud.TransportError
 		result       string
 		e            *apiError
 	)
 	switch {
 	case err == nil:
 		result = "ok"
-	case errors.Is(err, errNCRejected):
+	case errors.Is(err, nextcloud.ErrRejected):
 		result, e = "rejected", rejected
 	case errors.As(err, &wrongUser):
 		result, e = "wrong_user", errUIDMismatch
-		req.res.countAlso(limiterKey(wrongUser.uid))
+		req.res.CountAlso(ratelimit.AccountKey(wrongUser.UID))
 	case errors.As(err, &statusErr):
 		result, e = "server_error", errNCServer.withCause(err)
 	case errors.As(err, &bodyErr):
@@ -344,7 +348,7 @@ func (h *Handler) checkNextcloud(req *apiRequest, login string, rejected *apiErr
 		metrics.nextcloudErrors.WithLabelValues(result).Inc()
 	}
 	if e != nil && e.counted {
-		byAddress.commit(h.now()) // a failed login Nextcloud saw
+		byAddress.Commit(h.now()) // a failed login Nextcloud saw
 	}
 	return e
 }
@@ -352,7 +356,7 @@ func (h *Handler) checkNextcloud(req *apiRequest, login string, rejected *apiErr
 // save writes a record with check-and-set, retrying on a concurrent write:
 // build turns the current record (old, nil for none) into the one to
 // write. Starting from old avoids a read before the first try.
-func (h *Handler) save(ctx context.Context, userID string, old *Record, build func(old *Record) (*Record, *apiError)) (*Record, *apiError) {
+func (h *Handler) save(ctx context.Context, userID string, old *vaultkv.Record, build func(old *vaultkv.Record) (*vaultkv.Record, *apiError)) (*vaultkv.Record, *apiError) {
 	for range maxSaveAttempts {
 		rec, e := build(old)
 		if e != nil {
@@ -365,11 +369,11 @@ func (h *Handler) save(ctx context.Context, userID string, old *Record, build fu
 		if err == nil {
 			return rec, nil
 		}
-		if !errors.Is(err, ErrConflict) {
+		if !errors.Is(err, vaultkv.ErrConflict) {
 			return nil, errStorage.withCause(err)
 		}
 		old, err = h.store.Load(ctx, userID)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, vaultkv.ErrNotFound) {
 			old, err = nil, nil
 		}
 		if err != nil {

@@ -57,7 +57,7 @@ func TestBodyScopesNullElementAnswer(t *testing.T) {
 	} {
 		r, _ := http.NewRequest(c.method, "http://x"+c.path, strings.NewReader(`{"scopes": ["notes.read", null]}`))
 		r.Header.Set("Authorization", auth)
-		w := serve(bareHandler(zap.NewNop()), r)
+		w := serve(bareHandler(t, zap.NewNop()), r)
 		const want = `{"success":false,"error":"scopes must be a list of strings"}`
 		if w.Code != http.StatusBadRequest || strings.TrimSpace(w.Body.String()) != want {
 			t.Errorf("%s %s: got %d %s, want 400 %s", c.method, c.path, w.Code, w.Body.String(), want)

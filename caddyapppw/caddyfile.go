@@ -7,6 +7,10 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
+	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
+	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
 
 func init() {
@@ -110,7 +114,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 func (h *Handler) unmarshalNextcloud(d *caddyfile.Dispenser) error {
 	if h.Nextcloud == nil {
-		h.Nextcloud = new(NextcloudConfig)
+		h.Nextcloud = new(nextcloud.Config)
 	}
 	nc := h.Nextcloud
 	if d.NextArg() {
@@ -143,7 +147,7 @@ func (h *Handler) unmarshalNextcloud(d *caddyfile.Dispenser) error {
 
 func (h *Handler) unmarshalVault(d *caddyfile.Dispenser) error {
 	if h.Vault == nil {
-		h.Vault = new(VaultConfig)
+		h.Vault = new(vaultkv.Config)
 	}
 	v := h.Vault
 	if d.NextArg() {
@@ -170,14 +174,14 @@ func (h *Handler) unmarshalVault(d *caddyfile.Dispenser) error {
 		case "timeout":
 			err = durationArg(d, &v.Timeout)
 		case "max_retries":
-			err = intArg(d, &v.MaxRetries)
+			err = retriesArg(d, &v.MaxRetries)
 		case "token_file":
 			err = oneArg(d, &v.TokenFile)
 		case "approle":
-			v.AppRole = new(AppRoleConfig)
+			v.AppRole = new(vaultkv.AppRoleConfig)
 			err = unmarshalAppRole(d, v.AppRole)
 		case "kubernetes":
-			v.Kubernetes = new(KubernetesConfig)
+			v.Kubernetes = new(vaultkv.KubernetesConfig)
 			err = unmarshalKubernetes(d, v.Kubernetes)
 		case "ca_cert":
 			err = oneArg(d, &v.CACert)
@@ -204,7 +208,7 @@ func (h *Handler) unmarshalVault(d *caddyfile.Dispenser) error {
 
 func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser) error {
 	if h.RateLimit == nil {
-		h.RateLimit = new(RateLimitConfig)
+		h.RateLimit = new(ratelimit.Config)
 	}
 	rl := h.RateLimit
 	args := d.RemainingArgs()
@@ -239,9 +243,9 @@ func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser) error {
 		case "per_address":
 			err = unmarshalPerAddress(d, rl)
 		case "redis":
-			err = unmarshalRedis(d, rl.redis())
+			err = unmarshalRedis(d, redisOf(rl))
 		case "on_error":
-			err = oneArg(d, &rl.redis().OnError)
+			err = oneArg(d, &redisOf(rl).OnError)
 		default:
 			err = d.Errf("unrecognized rate_limit option '%s'", d.Val())
 		}
@@ -256,12 +260,12 @@ func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser) error {
 }
 
 // unmarshalPerAddress reads "per_address <failures> [<window>]".
-func unmarshalPerAddress(d *caddyfile.Dispenser, rl *RateLimitConfig) error {
+func unmarshalPerAddress(d *caddyfile.Dispenser, rl *ratelimit.Config) error {
 	args := d.RemainingArgs()
 	if len(args) < 1 || len(args) > 2 {
 		return d.ArgErr()
 	}
-	pa := new(PerAddressConfig)
+	pa := new(ratelimit.PerAddressConfig)
 	n, err := strconv.Atoi(args[0])
 	if err != nil || n < 1 {
 		return d.Errf("per_address: failures must be a positive integer, not '%s'", args[0])
@@ -278,15 +282,16 @@ func unmarshalPerAddress(d *caddyfile.Dispenser, rl *RateLimitConfig) error {
 	return nil
 }
 
-// redis returns the Redis config, creating it on first use.
-func (rl *RateLimitConfig) redis() *RedisConfig {
+// redisOf returns the Redis config of rl, creating it on first use:
+// on_error may come before redis <url>.
+func redisOf(rl *ratelimit.Config) *ratelimit.RedisConfig {
 	if rl.Redis == nil {
-		rl.Redis = new(RedisConfig)
+		rl.Redis = new(ratelimit.RedisConfig)
 	}
 	return rl.Redis
 }
 
-func unmarshalRedis(d *caddyfile.Dispenser, r *RedisConfig) error {
+func unmarshalRedis(d *caddyfile.Dispenser, r *ratelimit.RedisConfig) error {
 	if err := oneArg(d, &r.URL); err != nil {
 		return err
 	}
@@ -311,7 +316,7 @@ func unmarshalRedis(d *caddyfile.Dispenser, r *RedisConfig) error {
 	return nil
 }
 
-func unmarshalAppRole(d *caddyfile.Dispenser, ar *AppRoleConfig) error {
+func unmarshalAppRole(d *caddyfile.Dispenser, ar *vaultkv.AppRoleConfig) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
@@ -343,7 +348,7 @@ func unmarshalAppRole(d *caddyfile.Dispenser, ar *AppRoleConfig) error {
 	return nil
 }
 
-func unmarshalKubernetes(d *caddyfile.Dispenser, k *KubernetesConfig) error {
+func unmarshalKubernetes(d *caddyfile.Dispenser, k *vaultkv.KubernetesConfig) error {
 	if d.NextArg() {
 		k.Role = d.Val()
 	}
@@ -389,16 +394,26 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
-// intArg reads a positive integer argument; -1 is accepted for options
-// where it means "none" (max_retries).
+// intArg reads a positive integer argument.
 func intArg(d *caddyfile.Dispenser, dst *int) error {
+	return intArgFrom(d, dst, 1)
+}
+
+// retriesArg reads max_retries: a positive integer, or -1 for none (0 in
+// JSON means the default).
+func retriesArg(d *caddyfile.Dispenser, dst *int) error {
+	return intArgFrom(d, dst, -1)
+}
+
+// intArgFrom reads an integer argument of least, or of 1 and up.
+func intArgFrom(d *caddyfile.Dispenser, dst *int, least int) error {
 	opt := d.Val()
 	var s string
 	if err := oneArg(d, &s); err != nil {
 		return err
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n == 0 || n < -1 || (n == -1 && opt != "max_retries") {
+	if err != nil || n < 1 && n != least {
 		return d.Errf("%s: '%s' is not a positive integer", opt, s)
 	}
 	*dst = n

@@ -24,18 +24,19 @@ func handlerJSON(t *testing.T, block string) (string, error) {
 	return string(out), nil
 }
 
-func TestCaddyfileOptions(t *testing.T) {
-	cases := []struct{ block, want string }{
-		{`app_password {
+// caddyfileOptionCases are app_password blocks and the handler JSON each
+// one gives. TestAdaptGolden also pins the whole adapted config of each.
+var caddyfileOptionCases = []struct{ block, want string }{
+	{`app_password {
 			nextcloud https://cloud.example.com
 		}`, `{"nextcloud":{"url":"https://cloud.example.com"}}`},
-		{`app_password {
+	{`app_password {
 			prefix /mcp/api/v1
 			password_format strict
 			scopes notes.read notes.write
 			scopes mail.send
 		}`, `{"prefix":"/mcp/api/v1","password_format":"strict","scopes":["notes.read","notes.write","mail.send"]}`},
-		{`app_password {
+	{`app_password {
 			nextcloud {
 				url {env.NEXTCLOUD_URL}
 				timeout 3s
@@ -43,7 +44,7 @@ func TestCaddyfileOptions(t *testing.T) {
 				insecure_skip_verify
 			}
 		}`, `{"nextcloud":{"url":"{env.NEXTCLOUD_URL}","timeout":3000000000,"ca_cert":"/etc/ca.pem","insecure_skip_verify":true}}`},
-		{`app_password {
+	{`app_password {
 			vault https://vault:8200 {
 				token {env.VAULT_TOKEN}
 				namespace team-a
@@ -54,24 +55,24 @@ func TestCaddyfileOptions(t *testing.T) {
 				max_retries -1
 			}
 		}`, `{"vault":{"address":"https://vault:8200","token":"{env.VAULT_TOKEN}","namespace":"team-a","mount":"kv","path_prefix":"mcp/pw","kv_version":1,"timeout":2000000000,"max_retries":-1}}`},
-		{`app_password {
+	{`app_password {
 			vault {
 				address http://127.0.0.1:8200
 			}
 		}`, `{"vault":{"address":"http://127.0.0.1:8200"}}`},
-		{`app_password {
+	{`app_password {
 			rate_limit 10 30m {
 				max_users 500
 				zone shared
 			}
 		}`, `{"rate_limit":{"attempts":10,"window":1800000000000,"max_users":500,"zone":"shared"}}`},
-		{`app_password {
+	{`app_password {
 			rate_limit {
 				attempts 3
 				window 1d
 			}
 		}`, `{"rate_limit":{"attempts":3,"window":86400000000000}}`},
-		{`app_password {
+	{`app_password {
 			rate_limit 5 1h {
 				redis rediss://redis.internal:6380/2 {
 					password {env.REDIS_PASSWORD}
@@ -82,8 +83,10 @@ func TestCaddyfileOptions(t *testing.T) {
 				on_error deny
 			}
 		}`, `{"rate_limit":{"attempts":5,"window":3600000000000,"redis":{"url":"rediss://redis.internal:6380/2","password":"{env.REDIS_PASSWORD}","ca_cert":"/etc/redis-ca.pem","timeout":50000000,"key_prefix":"mcp","on_error":"deny"}}}`},
-	}
-	for _, c := range cases {
+}
+
+func TestCaddyfileOptions(t *testing.T) {
+	for _, c := range caddyfileOptionCases {
 		got, err := handlerJSON(t, c.block)
 		if err != nil {
 			t.Fatalf("%s: %v", c.block, err)

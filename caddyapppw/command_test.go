@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
 )
 
@@ -63,5 +65,31 @@ $`)
 	}
 	if strings.Contains(out, e.vault.Token) {
 		t.Fatal("check output shows the token")
+	}
+}
+
+// The command returns its exit code through caddycmd, as Caddy's own
+// commands do, instead of exiting inside RunE: 1 with an error when a
+// check fails or the config has no handler, and nothing is left running.
+// Neither Vault nor Nextcloud is up here.
+func TestCheckCommandExitCode(t *testing.T) {
+	run := func(caddyfileText string) (int, error) {
+		file := filepath.Join(t.TempDir(), "Caddyfile")
+		if err := os.WriteFile(file, []byte(caddyfileText), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := checkCommand()
+		if err := cmd.ParseFlags([]string{"--config", file, "--adapter", "caddyfile"}); err != nil {
+			t.Fatal(err)
+		}
+		return cmdCheck(caddycmd.Flags{FlagSet: cmd.Flags()})
+	}
+	code, err := run("http://127.0.0.1:0 {\n\tapp_password {\n\t\tnextcloud http://127.0.0.1:1\n\t\tvault http://127.0.0.1:1 {\n\t\t\ttoken t\n\t\t\tmax_retries -1\n\t\t}\n\t}\n}\n")
+	if code != 1 || err == nil || err.Error() != "app-password check: a check failed" {
+		t.Fatalf("failing checks: code %d, error %v", code, err)
+	}
+	code, err = run("http://127.0.0.1:0 {\n\trespond ok\n}\n")
+	if code != 1 || err == nil || !strings.HasPrefix(err.Error(), "no app_password handler in ") {
+		t.Fatalf("no handler: code %d, error %v", code, err)
 	}
 }

@@ -1,8 +1,10 @@
 package caddyapppw
 
 import (
+	"math"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // apiError is an answer of the API that is not a success: the status, the
@@ -60,6 +62,12 @@ var (
 	errLimiterUnavail  = &apiError{status: http.StatusServiceUnavailable, msg: "Rate limiter unavailable", outcome: "rate_limiter_unavailable"}
 	errInternal        = &apiError{status: http.StatusInternalServerError, msg: "Internal server error", outcome: "internal_error"}
 )
+
+// retryAfterSeconds is the N of a 429 (docs/API.md): max(1, ceil(d)), so
+// a client that waits N seconds finds an attempt free.
+func retryAfterSeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}
 
 func errRateLimited(retryAfter int) *apiError {
 	return &apiError{

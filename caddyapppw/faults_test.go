@@ -31,14 +31,18 @@ const storageDown = `{"success":false,"error":"Secret storage unavailable"}`
 // verifyNoLeaks checks, after every other cleanup of the test, that no
 // goroutine the test started is left: renewal loops, Vault and Nextcloud
 // client connections, handler state. Caddy's file logger keeps one
-// goroutine per log file, and caddy.Stop leaves the admin endpoint
-// serving: those are Caddy's, for the life of the process.
+// goroutine per log file, caddy.Stop leaves the admin endpoint serving,
+// and the first config of the process refreshes a storage lock file:
+// those are Caddy's. The test's own root client to the shared Vault keeps
+// its connections for the next test: they are closed first.
 func verifyNoLeaks(t *testing.T) {
-	vaultServer(t) // the shared Vault lives for the package run
+	shared := vaultServer(t) // the shared Vault lives for the package run
 	current := goleak.IgnoreCurrent()
 	t.Cleanup(func() {
+		shared.Root.CloneConfig().HttpClient.CloseIdleConnections()
 		goleak.VerifyNone(t, current,
 			goleak.IgnoreTopFunction("github.com/DeRuina/timberjack.(*Logger).millRun"),
+			goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.keepLockfileFresh"),
 			goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2.replaceLocalAdminServer.func2"))
 	})
 }

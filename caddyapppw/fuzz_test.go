@@ -150,7 +150,7 @@ func FuzzHandler(f *testing.F) {
 			return
 		}
 		r.Header["Authorization"] = []string{authz}
-		h := bareHandler(zap.NewNop())
+		h := bareHandler(t, zap.NewNop())
 		_, _, isAPI := h.router.match(r)
 		w := serve(h, r)
 		if !isAPI {
@@ -172,7 +172,7 @@ func FuzzHandler(f *testing.F) {
 		other := strings.Repeat("\x01", len(pw))
 		r2, _ := http.NewRequest(method, "http://x"+path, strings.NewReader(body))
 		r2.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+other)))
-		if w2 := serve(bareHandler(zap.NewNop()), r2); !strings.Contains(w2.Body.String(), pw) {
+		if w2 := serve(bareHandler(t, zap.NewNop()), r2); !strings.Contains(w2.Body.String(), pw) {
 			t.Fatalf("%s %q: the answer echoes the password: %s", method, path, w.Body.String())
 		}
 	})

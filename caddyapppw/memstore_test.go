@@ -4,44 +4,52 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
+	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
+	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
 
-// memStore is a Store in memory, with KV v2's check-and-set rules, for
-// the tests that drive the handler without Caddy or Vault (fuzzing).
+// memStore is a store in memory, with KV v2's check-and-set rules, for
+// the tests that drive the handler without Vault.
 type memStore struct {
 	mu      sync.Mutex
-	records map[string]Record
+	records map[string]vaultkv.Record
 }
 
-func newMemStore() *memStore { return &memStore{records: map[string]Record{}} }
+func newMemStore() *memStore { return &memStore{records: map[string]vaultkv.Record{}} }
 
-func (m *memStore) Load(_ context.Context, userID string) (*Record, error) {
+func (m *memStore) Load(_ context.Context, userID string) (*vaultkv.Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rec, ok := m.records[userID]
 	if !ok {
-		return nil, ErrNotFound
+		return nil, vaultkv.ErrNotFound
 	}
 	return &rec, nil
 }
 
-func (m *memStore) Save(_ context.Context, rec *Record) error {
+func (m *memStore) Save(_ context.Context, rec *vaultkv.Record) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.records[rec.UserID].version != rec.version {
-		return ErrConflict
+	if m.records[rec.UserID].Version != rec.Version {
+		return vaultkv.ErrConflict
 	}
 	stored := *rec
-	stored.version++
+	stored.Version++
 	m.records[rec.UserID] = stored
 	return nil
 }
@@ -70,19 +78,33 @@ func ocsAnswerFor(r *http.Request) *http.Response {
 		Body: io.NopCloser(strings.NewReader(body)), Request: r}
 }
 
-// bareHandler is the handler provisioned by hand around a memory store and
-// an in-process Nextcloud, logging to logger.
-func bareHandler(logger *zap.Logger) *Handler {
-	h := &Handler{Nextcloud: &NextcloudConfig{URL: "http://nextcloud.invalid"}, RateLimit: &RateLimitConfig{Attempts: 1000}}
-	if err := h.applyDefaults(); err != nil {
-		panic(err)
+// bareZones numbers the rate-limit zones of bare handlers: each has
+// state of its own, as a fresh handler of the original tests had.
+var bareZones atomic.Int64
+
+// bareHandler is the handler as Provision sets it up, around a memory store
+// (the storeForTests seam) and an in-process Nextcloud, logging to logger.
+// It is let go of when t ends.
+func bareHandler(t testing.TB, logger *zap.Logger) *Handler {
+	t.Helper()
+	h := &Handler{
+		Nextcloud: &nextcloud.Config{URL: "http://nextcloud.invalid"},
+		RateLimit: &ratelimit.Config{Attempts: 1000, MaxUsers: 1000, Zone: fmt.Sprint("bare-", bareZones.Add(1))},
 	}
-	initMetrics()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	old := storeForTests
+	storeForTests = func() store { return newMemStore() }
+	err := h.Provision(ctx)
+	storeForTests = old
+	t.Cleanup(func() {
+		_ = h.Cleanup()
+		cancel()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h.logger, h.audit, h.now = logger, logger.Named("audit"), time.Now
-	h.nextcloud = &nextcloud{endpoint: "http://nextcloud.invalid" + ocsUserPath, client: &http.Client{Transport: ncFunc(ocsAnswerFor)}}
-	h.store = newMemStore()
-	h.limiter = newLimiter()
-	h.limits = limits{attempts: h.RateLimit.Attempts, window: time.Duration(h.RateLimit.Window), maxUsers: 1000}
+	h.nextcloud.SetTransport(ncFunc(ocsAnswerFor))
 	return h
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
 )
 
 // The module's Prometheus collectors. As with reverse_proxy's, they are
@@ -84,23 +86,19 @@ func (c trackedUsersCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c trackedUsersCollector) Collect(ch chan<- prometheus.Metric) {
-	limiters.Range(func(key, value any) bool {
-		desc, zone := c.users, ""
-		switch k := key.(type) {
-		case string:
-			zone = k
-		case addressZone:
-			desc, zone = c.addresses, string(k)
+	ratelimit.EachZone(func(kind ratelimit.Kind, zone string, tracked int) {
+		desc := c.users
+		if kind == ratelimit.Addresses {
+			desc = c.addresses
 		}
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(value.(*limiter).tracked()), zone)
-		return true
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(tracked), zone)
 	})
 }
 
-// observeVault records one Vault operation.
-func observeVault(op string, start time.Time, err error) {
-	metrics.vaultDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
-		metrics.vaultErrors.WithLabelValues(op, vaultErrorKind(err)).Inc()
+// observeVault records one Vault operation: the store's observer.
+func observeVault(op string, took time.Duration, failure string) {
+	metrics.vaultDuration.WithLabelValues(op).Observe(took.Seconds())
+	if failure != "" {
+		metrics.vaultErrors.WithLabelValues(op, failure).Inc()
 	}
 }

@@ -13,7 +13,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
+	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
+	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
 	"github.com/caddy-apppw/caddy-apppw/internal/redistest"
+	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
 
 // trustLoopbackProxy makes the test client a proxy Caddy trusts, so the
@@ -194,12 +197,12 @@ func TestPerAddressCaddyfile(t *testing.T) {
 			t.Errorf("%q accepted", block)
 		}
 	}
-	h := Handler{Nextcloud: &NextcloudConfig{URL: "https://cloud.example.com"}, Vault: &VaultConfig{Token: "t"}}
-	if err := h.applyDefaults(); err != nil || h.RateLimit.PerAddress != nil {
+	h := Handler{Nextcloud: &nextcloud.Config{URL: "https://cloud.example.com"}, Vault: &vaultkv.Config{Token: "t"}}
+	if err := h.configure(); err != nil || h.RateLimit.PerAddress != nil {
 		t.Fatalf("defaults: %v, per_address %+v", err, h.RateLimit.PerAddress)
 	}
-	h.RateLimit.PerAddress = &PerAddressConfig{Failures: 5}
-	if err := h.applyDefaults(); err != nil || h.RateLimit.PerAddress.Window != 3600e9 {
+	h.RateLimit.PerAddress = &ratelimit.PerAddressConfig{Failures: 5}
+	if err := h.configure(); err != nil || h.RateLimit.PerAddress.Window != 3600e9 {
 		t.Fatalf("per_address window default: %v, %+v", err, h.RateLimit.PerAddress)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -211,8 +212,10 @@ func (rt router) route(segs []string, fold bool) (route, []string, bool) {
 //     ends the path (a proxy that forwards paths decoded); once, or twice
 //     for a chain of two decoders;
 //   - "\": a character, or a separator (WHATWG URL parsers, IIS);
-//   - dot segments: kept, or resolved after decoding (nginx, path.Clean,
-//     WHATWG's "%2e");
+//   - dot segments: kept, or resolved after decoding, with repeated
+//     slashes merged first (nginx, path.Clean) or, as RFC 3986 and WHATWG
+//     URL parsers do, with each empty segment counted ("/a//../b" is
+//     "/a/b"; WHATWG also reads "%2e" as ".");
 //
 // and the API's words are compared without regard to case (IIS). Only
 // the readings that can differ for this path are tried: each decoding of
@@ -249,7 +252,7 @@ func (rt router) anyReading(path string) bool {
 						if rawp && decp {
 							continue
 						}
-						for _, dots := range []bool{false, true} {
+						for _, dots := range []int{dotsKept, dotsMerged, dotsRFC} {
 							stack = walk(segs, bs, decp, dots, stack[:0])
 							if _, _, ok := rt.route(stack, true); ok {
 								return true
@@ -285,10 +288,17 @@ func split(path string, whole bool, n int, out []string) []string {
 	return out
 }
 
+// How a reading treats dot segments.
+const (
+	dotsKept   = iota // "." and ".." are names
+	dotsMerged        // resolved, empty segments merged away first
+	dotsRFC           // resolved, each empty segment counted
+)
+
 // walk turns decoded segments into the ones a router routes on: "\"
-// splitting them if backslash, ";params" dropped if params, empty ones
-// merged away, and dot segments resolved if dots.
-func walk(segs []string, backslash, params, dots bool, out []string) []string {
+// splitting them if backslash, ";params" dropped if params, dot segments
+// resolved as dots says, and empty segments merged away.
+func walk(segs []string, backslash, params bool, dots int, out []string) []string {
 	for _, seg := range segs {
 		for backslash && strings.IndexByte(seg, '\\') >= 0 {
 			i := strings.IndexByte(seg, '\\')
@@ -297,19 +307,22 @@ func walk(segs []string, backslash, params, dots bool, out []string) []string {
 		}
 		out = push(out, seg, params, dots)
 	}
+	if dots == dotsRFC {
+		out = slices.DeleteFunc(out, func(s string) bool { return s == "" })
+	}
 	return out
 }
 
-func push(out []string, seg string, params, dots bool) []string {
+func push(out []string, seg string, params bool, dots int) []string {
 	if params {
 		seg, _, _ = strings.Cut(seg, ";")
 	}
 	switch {
-	case seg == "":
+	case seg == "" && dots != dotsRFC:
 		return out
-	case dots && seg == ".":
+	case dots != dotsKept && seg == ".":
 		return out
-	case dots && seg == "..":
+	case dots != dotsKept && seg == "..":
 		if len(out) > 0 {
 			out = out[:len(out)-1]
 		}

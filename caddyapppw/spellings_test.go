@@ -70,6 +70,11 @@ var apiSpellings = []string{
 	"/api/v1/users/alice/app-password/x/..",
 	"/x/../api/v1/scopes",
 	"/api/v1/scopes/..;x/..",
+	// RFC 3986 and WHATWG count empty segments when resolving: the ".."
+	// takes the empty one
+	"/api/v1//../scopes",
+	"/api/v1//%2E%2E/scopes",
+	"/api/v1/users/alice/app-password//..",
 	// ;params on any segment, dropped by Tomcat, Jetty, Spring
 	"/api;x/v1/users/alice/app-password",
 	"/api/v1;x/scopes",

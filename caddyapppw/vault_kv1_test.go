@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv/vaultkvtest"
 )
 
 // KV v1 has no check-and-set: a re-provisioning must read the record
@@ -27,22 +29,22 @@ func TestKVv1RePostKeepsCreatedAt(t *testing.T) {
 // it back. The proxy holds the PATCH's read until the DELETE is done.
 func TestKVv1PatchAfterDeleteDoesNotResurrect(t *testing.T) {
 	e := newEnv(t, "")
-	proxy := newVaultProxy(t, e.vault.Addr)
+	proxy := vaultkvtest.NewProxy(t, e.vault.Addr)
 	e.vaultAddr = proxy.URL
 	e.useKVv1()
 	e.nc.AddUser("alice", "", alicePW)
 	e.call("POST", "/api/v1/users/alice/app-password", "alice:"+alicePW, "").expect(t, 200,
 		`{"success":true,"message":"App password stored for alice","scopes":null}`)
 
-	read := proxy.holdNext("GET", "/v1/"+e.mount+"/"+e.secretPath("alice"), true)
+	read := proxy.HoldNext("GET", "/v1/"+e.mount+"/"+e.secretPath("alice"), true)
 	patched := make(chan answer, 1)
 	go func() {
 		patched <- e.call("PATCH", "/api/v1/users/alice/scopes", "alice:"+alicePW, `{"scopes":["notes.read"]}`)
 	}()
-	<-read.held // the PATCH holds the record as it was
+	<-read.Held // the PATCH holds the record as it was
 	e.call("DELETE", "/api/v1/users/alice/app-password", "alice:"+alicePW, "").expect(t, 200,
 		`{"success":true,"message":"App password deleted for alice"}`)
-	close(read.release)
+	read.Let()
 
 	(<-patched).expect(t, 404, `{"success":false,"error":"No app password provisioned for this user"}`)
 	if got := e.stored("alice"); got != nil {

@@ -10,14 +10,17 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
+	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv/vaultkvtest"
 )
 
 // appRoleThroughProxy configures AppRole login for the test, with Vault
 // behind a proxy that counts the logins. It returns the proxy, the
 // role's policy name and the login path.
-func appRoleThroughProxy(t *testing.T, e *env, settings string, roleData map[string]any) (*vaultProxy, string, string) {
+func appRoleThroughProxy(t *testing.T, e *env, settings string, roleData map[string]any) (*vaultkvtest.Proxy, string, string) {
 	t.Helper()
-	proxy := newVaultProxy(t, e.vault.Addr)
+	proxy := vaultkvtest.NewProxy(t, e.vault.Addr)
 	e.vaultAddr = proxy.URL
 	mount, roleID := appRole(t, e, roleData)
 	e.vaultAuth = fmt.Sprintf("approle {\n role_id %s\n secret_id %s\n mount %s\n }", roleID, secretID(t, e, mount, false), mount)
@@ -57,7 +60,7 @@ func TestAppRolePolicyDenialLogsInOnce(t *testing.T) {
 	for range 4 {
 		e.call("GET", "/api/v1/users/alice/app-password", "alice:"+alicePW, "").expect(t, 503, storageDown)
 	}
-	if n := proxy.count("PUT", login); n != 1 {
+	if n := proxy.Count("PUT", login); n != 1 {
 		t.Fatalf("%d logins, want 1", n)
 	}
 	if n := watchers(); n != 1 {
@@ -101,7 +104,7 @@ func TestAppRoleDeniedDestroyWritesOnce(t *testing.T) {
 	if meta.CurrentVersion != 2 {
 		t.Fatalf("current version %d: the write ran %d times, want once", meta.CurrentVersion, meta.CurrentVersion-1)
 	}
-	if n := proxy.count("PUT", login); n != 1 {
+	if n := proxy.Count("PUT", login); n != 1 {
 		t.Fatalf("%d logins, want 1", n)
 	}
 	if !e.causeLogged("permission denied: destroying older versions") {
@@ -138,7 +141,7 @@ func TestAppRoleRevokedTokenReplacedWithBackoff(t *testing.T) {
 	status(200)
 	revoke()
 	status(200)
-	if n := proxy.count("PUT", login); n != 2 {
+	if n := proxy.Count("PUT", login); n != 2 {
 		t.Fatalf("%d logins, want 2", n)
 	}
 	if n := e.msgCount("vault refused the token; logging in again"); n != 1 {
@@ -152,12 +155,12 @@ func TestAppRoleRevokedTokenReplacedWithBackoff(t *testing.T) {
 	revoke()
 	status(503)
 	status(503)
-	if n := proxy.count("PUT", login); n != 2 {
+	if n := proxy.Count("PUT", login); n != 2 {
 		t.Fatalf("%d logins within the backoff, want 2", n)
 	}
-	e.clock.Advance(maxLoginBackoff)
+	e.clock.Advance(vaultkv.MaxLoginBackoff)
 	status(200)
-	if n := proxy.count("PUT", login); n != 3 {
+	if n := proxy.Count("PUT", login); n != 3 {
 		t.Fatalf("%d logins after the backoff, want 3", n)
 	}
 	if n := watchers(); n != 1 {
@@ -169,7 +172,7 @@ func TestAppRoleRevokedTokenReplacedWithBackoff(t *testing.T) {
 // the next try waits for the backoff.
 func TestAppRoleFailedLoginBacksOff(t *testing.T) {
 	e := newEnv(t, "")
-	proxy := newVaultProxy(t, e.vault.Addr)
+	proxy := vaultkvtest.NewProxy(t, e.vault.Addr)
 	e.vaultAddr = proxy.URL
 	mount, roleID := appRole(t, e, nil)
 	e.vaultAuth = fmt.Sprintf("approle {\n role_id %s\n secret_id not-the-secret-id\n mount %s\n }", roleID, mount)
@@ -179,12 +182,12 @@ func TestAppRoleFailedLoginBacksOff(t *testing.T) {
 	for range 3 {
 		e.call("GET", "/api/v1/users/alice/access", "alice:"+alicePW, "").expect(t, 503, storageDown)
 	}
-	if n := proxy.count("PUT", login); n != 1 {
+	if n := proxy.Count("PUT", login); n != 1 {
 		t.Fatalf("%d logins, want 1", n)
 	}
-	e.clock.Advance(maxLoginBackoff)
+	e.clock.Advance(vaultkv.MaxLoginBackoff)
 	e.call("GET", "/api/v1/users/alice/access", "alice:"+alicePW, "").expect(t, 503, storageDown)
-	if n := proxy.count("PUT", login); n != 2 {
+	if n := proxy.Count("PUT", login); n != 2 {
 		t.Fatalf("%d logins after the backoff, want 2", n)
 	}
 }

@@ -3,6 +3,7 @@ package caddyapppw
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -163,7 +164,7 @@ func TestMCPServerPolicyReadsAndListsOnly(t *testing.T) {
 	if err != nil || sec.Data["app_password"] != alicePW {
 		t.Fatalf("read: %v", err)
 	}
-	if _, err := mcp.KVv2(e.mount).Put(t.Context(), e.secretPath("alice"), map[string]any{"x": 1}); !isForbidden(err) {
+	if _, err := mcp.KVv2(e.mount).Put(t.Context(), e.secretPath("alice"), map[string]any{"x": 1}); !forbidden(err) {
 		t.Fatalf("the MCP server's policy can write: %v", err)
 	}
 }
@@ -377,13 +378,18 @@ func TestTokenRenewedThenReplacedByLogin(t *testing.T) {
 				logins++
 			case "vault token renewed":
 				renewals++
-			case "vault token reached its max TTL; logging in again":
+			case "vault token reached its max TTL; logging in again", "vault token not renewed in time; logging in again":
 				early++
 			case "vault refused the token; logging in again":
 				refused++
 			}
 		}
 		if refused > 0 {
+			for _, l := range e.logLines() {
+				if msg, _ := l["msg"].(string); strings.HasPrefix(msg, "vault") {
+					t.Logf("%.3f %s %v", l["ts"], msg, l["ttl"])
+				}
+			}
 			t.Fatalf("%d requests met an expired token", refused)
 		}
 		if logins >= 3 && renewals >= 1 {
@@ -533,7 +539,7 @@ func TestConcurrentProvisionsOfManyUsers(t *testing.T) {
 	}
 }
 
-// watchers counts the goroutines of vaultAuth's renewal loops that are
+// watchers counts the goroutines of the Vault store's renewal loops that are
 // running: those with goWatch's closure or renew in a frame of their own
 // (not in a "created by" line), just started or already renewing.
 func watchers() int {
@@ -541,7 +547,7 @@ func watchers() int {
 	n := 0
 	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
 		for _, line := range strings.Split(g, "\n") {
-			if !strings.HasPrefix(line, "created by") && strings.Contains(line, "caddyapppw.(*vaultAuth).") &&
+			if !strings.HasPrefix(line, "created by") && strings.Contains(line, "vaultkv.(*auth).") &&
 				(strings.Contains(line, "goWatch.func1(") || strings.Contains(line, ".renew(")) {
 				n++
 				break
@@ -571,4 +577,10 @@ func TestReloadsLeakNoRenewalGoroutine(t *testing.T) {
 	if n := watchers(); n != 0 {
 		t.Fatalf("after stop: %d renewal goroutines", n)
 	}
+}
+
+// forbidden reports Vault's 403.
+func forbidden(err error) bool {
+	var re *api.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }

@@ -1,4 +1,4 @@
-package caddyapppw
+package ratelimit
 
 import (
 	"sync/atomic"
@@ -7,38 +7,50 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// limiters keeps limiter state across config reloads, as reverse_proxy
-// keeps upstream health and caddy-ratelimit keeps its zones: a new config
-// takes its reference before the old config lets go of its own, so the
-// state lives on while any config uses its zone. A zone's per-account
-// state is keyed by the zone (a string), its per-address state by
-// addressZone.
-var limiters = caddy.NewUsagePool()
+// Kind tells a zone's per-account state from its per-address state.
+type Kind uint8
 
-// addressZone is the key of a zone's per-address limiter in limiters.
-type addressZone string
+const (
+	// Accounts is the state of the per-account limit.
+	Accounts Kind = iota
+	// Addresses is the state of the per-address limit.
+	Addresses
+)
 
-// Destruct implements caddy.Destructor. The limiter has no goroutine or
+// zoneKey is a state's key in zones. A struct, not a string: a zone an
+// operator names "addr:x" must not meet zone x's per-address state.
+type zoneKey struct {
+	kind Kind
+	zone string
+}
+
+// zones keeps the in-process states across config reloads, as
+// reverse_proxy keeps upstream health and caddy-ratelimit keeps its
+// zones: the state lives while any config uses its zone.
+var zones = caddy.NewUsagePool()
+
+// Destruct implements caddy.Destructor. The state has no goroutine or
 // file to close; dropping the last reference frees it.
-func (*limiter) Destruct() error { return nil }
+func (*zoneState) Destruct() error { return nil }
 
-// acquireLimiter returns the per-account limiter of zone, creating it on
-// first use. Each call must be paired with releaseLimiter.
-func acquireLimiter(zone string) *limiter { return acquire(zone) }
-
-func releaseLimiter(zone string) { _, _ = limiters.Delete(zone) }
-
-// acquireAddressLimiter returns the per-address limiter of zone; each
-// call must be paired with releaseAddressLimiter.
-func acquireAddressLimiter(zone string) *limiter { return acquire(addressZone(zone)) }
-
-func releaseAddressLimiter(zone string) { _, _ = limiters.Delete(addressZone(zone)) }
-
-func acquire(key any) *limiter {
-	v, _, _ := limiters.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newLimiter(), nil
+func acquireZone(k zoneKey) *zoneState {
+	v, _, _ := zones.LoadOrNew(k, func() (caddy.Destructor, error) {
+		return newZoneState(), nil
 	})
-	return v.(*limiter)
+	return v.(*zoneState)
+}
+
+func releaseZone(k zoneKey) { _, _ = zones.Delete(k) }
+
+// EachZone calls f with the number of keys each zone's state holds: what
+// the tracked_users and tracked_addresses metrics report when scraped, so
+// the request path never touches a gauge.
+func EachZone(f func(kind Kind, zone string, tracked int)) {
+	zones.Range(func(key, value any) bool {
+		k := key.(zoneKey)
+		f(k.kind, k.zone, value.(*zoneState).tracked())
+		return true
+	})
 }
 
 // redisConns keeps the shared limiters' Redis clients, keyed by their

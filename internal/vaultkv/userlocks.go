@@ -1,4 +1,4 @@
-package caddyapppw
+package vaultkv
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package caddyapppw
+package ratelimit
 
 import (
 	"context"
@@ -20,8 +20,8 @@ import (
 //
 // Time is Redis's own (TIME inside the script), not each replica's clock:
 // replicas whose clocks disagree still share one window. ARGV[1] is empty
-// in production; tests that pin the time pass it there (redisLimiter.clock
-// is only ever set by tests).
+// in production; tests that pin the time pass it there (Redis.clock is
+// only ever set by tests).
 //
 // An in-flight member counts only for its lease, the request budget: a
 // member whose commit or release never arrived (a replica that died
@@ -122,48 +122,66 @@ end
 return 1
 `)
 
-// redisLimiter is a rate limit shared by several Caddy replicas, with the
-// same sliding-window answers as the in-process limiter.
+// Redis is a rate limit shared by several Caddy replicas, with the same
+// sliding-window answers as the in-process limiter it wraps.
 //
 // When Redis fails or is slower than its timeout, the check falls back to
-// the zone's in-process limiter (fail-local: each replica still limits on
-// its own), logs once per incident and counts it; the next check tries
-// Redis again. With onErrorDeny the check fails instead and the request
-// is answered 503.
-type redisLimiter struct {
+// the wrapped Local (fail-local: each replica still limits on its own),
+// logs once per incident and calls OnFallback; the next check tries Redis
+// again. With on_error deny the check fails instead, and the handler
+// answers 503.
+type Redis struct {
+	local       *Local
 	conn        *redisConn
 	connKey     string // conn's key in redisConns
 	prefix      string // "<key_prefix>:<zone>:", "<key_prefix>:addr:<zone>:"
 	timeout     time.Duration
 	lease       time.Duration // how long an in-flight attempt counts
 	onErrorDeny bool
-	local       *limiter
 	logger      *zap.Logger
+	onFallback  func()
 	// clock pins the scripts' time. Only tests set it; nil means Redis's
 	// TIME.
 	clock func() time.Time
 }
 
-// errLimiterDown is the shared limiter's failure with on_error deny.
-var errLimiterDown = errors.New("shared rate limiter unavailable")
+// sharedHold is what an attempt holds on Redis. conn is a reference held
+// until the attempt ends, so it reaches Redis even after a reload closed
+// the config that reserved.
+type sharedHold struct {
+	conn   *redisConn
+	member string
+	// keys are the keys whose sorted sets hold "p:<member>".
+	keys [maxAttemptKeys]string
+	nk   int
+	// stale are keys where a call that failed (a reply after the timeout)
+	// may still have added "p:<member>": cleared at the end.
+	stale [maxAttemptKeys]string
+	ns    int
+}
+
+// ErrUnavailable is a shared limiter's failure with on_error deny.
+var ErrUnavailable = errors.New("shared rate limiter unavailable")
 
 // errConnClosed is a reserve on a client whose configs all let go of it:
 // a request that started after its config was cleaned up.
 var errConnClosed = errors.New("redis client closed")
 
-// reserveInto adds key to res on Redis, or falls back.
-func (rl *redisLimiter) reserveInto(res *reservation, key string, now time.Time, lim limits) (time.Duration, bool, error) {
+// Reserve implements Limiter: on Redis, or on the wrapped Local when
+// Redis does not answer.
+func (r *Redis) Reserve(a *Attempt, key string, now time.Time) (time.Duration, error) {
+	if a.holds(key) {
+		return 0, nil
+	}
+	a.claim(nil, r)
 	var (
 		ans []any
 		err = errConnClosed
 	)
-	if res.hold(rl) {
-		if res.member == "" {
-			res.member = randomMember()
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), rl.timeout)
-		ans, err = reserveScript.Run(ctx, rl.conn.client, []string{rl.prefix + key},
-			rl.now(), lim.window.Microseconds(), lim.attempts, res.member, rl.lease.Microseconds()).Slice()
+	if sh := r.hold(a); sh != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+		ans, err = reserveScript.Run(ctx, sh.conn.client, []string{r.prefix + key},
+			r.now(), r.local.lim.window.Microseconds(), r.local.lim.attempts, sh.member, r.lease.Microseconds()).Slice()
 		cancel()
 		if err == nil && len(ans) != 2 {
 			err = fmt.Errorf("unexpected script answer %v", ans)
@@ -171,85 +189,128 @@ func (rl *redisLimiter) reserveInto(res *reservation, key string, now time.Time,
 		if err != nil {
 			// The script may still have run (the reply came late): the
 			// member is removed at the end of the attempt.
-			res.addStale(key)
+			sh.stale[sh.ns] = key
+			sh.ns++
 		}
 	}
 	if err != nil {
-		metrics.rateLimitFallbacks.Inc()
-		if rl.conn.failing.CompareAndSwap(false, true) {
-			rl.logger.Warn("shared rate limiter unavailable; limiting in process until it answers",
-				zap.Bool("deny", rl.onErrorDeny), zap.Error(err))
+		if r.onFallback != nil {
+			r.onFallback()
 		}
-		if rl.onErrorDeny {
-			return 0, false, fmt.Errorf("%w: %v", errLimiterDown, err)
+		if r.conn.failing.CompareAndSwap(false, true) {
+			r.logger.Warn("shared rate limiter unavailable; limiting in process until it answers",
+				zap.Bool("deny", r.onErrorDeny), zap.Error(err))
 		}
-		wait, ok := rl.local.reserveInto(res, key, now, lim)
-		return wait, ok, nil
+		if r.onErrorDeny {
+			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return r.local.state.reserve(a, key, now, r.local.lim), nil
 	}
-	if rl.conn.failing.CompareAndSwap(true, false) {
-		rl.logger.Info("shared rate limiter answers again")
+	if r.conn.failing.CompareAndSwap(true, false) {
+		r.logger.Info("shared rate limiter answers again")
 	}
 	if allowed, _ := ans[0].(int64); allowed == 1 {
-		res.addShared(key)
-		return 0, true, nil
+		sh := a.shared
+		sh.keys[sh.nk] = key
+		sh.nk++
+		return 0, nil
 	}
 	wait, _ := ans[1].(int64)
-	return time.Duration(wait) * time.Microsecond, false, nil
+	return time.Duration(wait) * time.Microsecond, nil
 }
 
-// hold makes res hold a reference to rl's client until it finishes.
-func (r *reservation) hold(rl *redisLimiter) bool {
-	if r.conn != nil {
-		return true
+// hold makes a hold a reference to r's client until it ends, and returns
+// a's part on Redis; nil when the client is closed already.
+func (r *Redis) hold(a *Attempt) *sharedHold {
+	if a.shared != nil {
+		return a.shared
 	}
-	if !rl.conn.ref() {
-		return false
+	if !r.conn.ref() {
+		return nil
 	}
-	r.shared, r.conn = rl, rl.conn
-	return true
+	a.shared = &sharedHold{conn: r.conn, member: randomMember()}
+	return a.shared
 }
 
-// finish ends res on Redis in one call. Committed, the attempt counts on
-// every key: those it reserved on Redis, those it fell back on (whose
-// late in-flight member this clears), and those it counts without a
-// reservation; the shared count so learns of an attempt a Redis hiccup
-// made local. Released, every in-flight member goes. It reports whether
-// Redis answered; a failure leaves the in-flight members to their lease.
-func (rl *redisLimiter) finish(res *reservation, commit bool) bool {
-	keys := make([]string, 0, res.nk+res.ns+res.na)
-	for _, k := range res.keys[:res.nk] {
-		keys = append(keys, rl.prefix+k)
+// end ends an attempt r reserved. The in-process windows of keys that fell back
+// end as in Local. On Redis, one call ends the attempt on every key:
+// committed, it counts on those it reserved on Redis, those it fell back
+// on (whose late in-flight member this clears), and those it counts
+// without a reservation, so the shared count learns of an attempt a Redis
+// hiccup made local; released, every in-flight member goes. When that
+// call fails, a committed attempt still counts in this replica
+// (fail-local, as for a reserve), and its in-flight members are left to
+// their lease.
+func (r *Redis) end(a *Attempt, commit bool, now time.Time) {
+	sh := a.shared
+	if sh == nil {
+		r.local.end(a, commit, now) // Redis was never reached
+		return
 	}
-	for _, k := range res.stale[:res.ns] {
-		keys = append(keys, rl.prefix+k)
+	t, lim := now.UnixNano(), r.local.lim
+	if a.nh > 0 {
+		r.local.state.finish(a.held[:a.nh], commit, t, lim)
+	}
+	countAlsoLocally := commit && a.na > 0
+	answered := r.finish(a, commit)
+	switch {
+	case commit && !answered:
+		r.local.state.count(sh.keys[:sh.nk], t, lim)
+	case sh.nk > 0:
+		countAlsoLocally = false // counted on Redis with the others
+	}
+	sh.conn.unref()
+	if countAlsoLocally {
+		r.local.state.count(a.also[:a.na], t, lim)
+	}
+}
+
+// finish ends a on Redis in one call and reports whether Redis answered.
+func (r *Redis) finish(a *Attempt, commit bool) bool {
+	sh := a.shared
+	keys := make([]string, 0, sh.nk+sh.ns+a.na)
+	for _, k := range sh.keys[:sh.nk] {
+		keys = append(keys, r.prefix+k)
+	}
+	for _, k := range sh.stale[:sh.ns] {
+		keys = append(keys, r.prefix+k)
 	}
 	n := 0
 	if commit {
-		for _, k := range res.also[:res.na] {
-			keys = append(keys, rl.prefix+k)
+		for _, k := range a.also[:a.na] {
+			keys = append(keys, r.prefix+k)
 		}
 		n = len(keys)
 	}
 	if len(keys) == 0 {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), rl.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
-	err := finishScript.Run(ctx, rl.conn.client, keys, rl.now(), res.lim.window.Microseconds(), res.lim.attempts, res.member, n).Err()
+	lim := r.local.lim
+	err := finishScript.Run(ctx, sh.conn.client, keys, r.now(), lim.window.Microseconds(), lim.attempts, sh.member, n).Err()
 	if err != nil {
-		rl.logger.Debug("shared rate limiter: ending an attempt failed", zap.Bool("commit", commit), zap.Error(err))
+		r.logger.Debug("shared rate limiter: ending an attempt failed", zap.Bool("commit", commit), zap.Error(err))
 		return false
 	}
 	return true
 }
 
+// Close implements Limiter: it lets go of the client, which is closed
+// once no config and no unfinished attempt uses it, and of the wrapped
+// Local.
+func (r *Redis) Close() error {
+	releaseRedisConn(r.connKey)
+	return r.local.Close()
+}
+
 // now is the scripts' time argument: empty, for Redis's TIME, unless a
 // test pinned the clock.
-func (rl *redisLimiter) now() string {
-	if rl.clock == nil {
+func (r *Redis) now() string {
+	if r.clock == nil {
 		return ""
 	}
-	return strconv.FormatInt(rl.clock().UnixMicro(), 10)
+	return strconv.FormatInt(r.clock().UnixMicro(), 10)
 }
 
 func randomMember() string {

@@ -1,4 +1,4 @@
-package caddyapppw
+package ratelimit
 
 import (
 	"math"
@@ -6,16 +6,11 @@ import (
 	"time"
 )
 
-// limiter is a sliding-window rate limiter keyed by account (or, for the
-// per-address limit, by client address): at most limit counted attempts
-// in any window. It is the state that must outlive a config reload, so it
-// holds no configuration of its own: each call brings the limit, window
-// and cap of the config that makes it.
-//
-// An attempt is reserved before the work and then either committed
-// (counted) or released. Reserving closes the race the original endpoint
-// had, where any number of concurrent requests could pass the check before
-// the first one recorded its failure.
+// zoneState is the in-process state of one zone's limit, keyed by account
+// (or, for the per-address limit, by client address): at most limit
+// counted attempts in any window. It is the state that must outlive a
+// config reload, so it holds no configuration of its own: each call
+// brings the limits of the config that makes it.
 //
 // Memory is bounded by maxUsers: users are kept in a list ordered by last
 // activity, and reaching the cap forgets the least recently active user
@@ -27,7 +22,7 @@ import (
 // with an attempt in flight is never forgotten: its attempt would be
 // counted into a window nobody reads, and the in-flight bound would be
 // lost. So the cap can be passed by the attempts in flight at most.
-type limiter struct {
+type zoneState struct {
 	mu    sync.Mutex
 	users map[string]*userWindow
 	// head is the most recently active user, tail the least. A user moves
@@ -48,69 +43,56 @@ type userWindow struct {
 	inflight   int
 }
 
-// limits is the configuration a call brings.
-type limits struct {
-	attempts int
-	window   time.Duration
-	maxUsers int
+func newZoneState() *zoneState {
+	return &zoneState{users: make(map[string]*userWindow)}
 }
 
-func newLimiter() *limiter {
-	return &limiter{users: make(map[string]*userWindow)}
-}
-
-// reserve takes an attempt for key at now. When the user has no attempt
-// left it returns ok false and how long until the oldest counted attempt
-// leaves the window.
-func (l *limiter) reserve(key string, now time.Time, lim limits) (res reservation, retryAfter time.Duration, ok bool) {
-	retryAfter, ok = l.reserveInto(&res, key, now, lim)
-	return res, retryAfter, ok
-}
-
-// reserveInto adds key to res: one more account the same attempt is
-// counted against.
-func (l *limiter) reserveInto(res *reservation, key string, now time.Time, lim limits) (time.Duration, bool) {
+// reserve adds key to a at now, or returns how long until key has an
+// attempt left.
+func (s *zoneState) reserve(a *Attempt, key string, now time.Time, lim limits) time.Duration {
 	t := now.UnixNano()
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 
-	u := l.users[key]
+	u := s.users[key]
 	if u == nil {
-		l.evict(t, lim)
+		s.evict(t, lim)
 		u = &userWindow{key: key}
-		l.users[key] = u
+		s.users[key] = u
 	} else {
-		l.unlink(u)
+		s.unlink(u)
 		u.fit(lim.attempts)
 		u.expire(t, lim.window)
 	}
-	l.pushFront(u)
+	s.pushFront(u)
 
 	if u.n+u.inflight >= lim.attempts {
-		l.dropIfIdle(u)
+		s.dropIfIdle(u)
 		if u.n == 0 {
 			// Every attempt is still in flight: none has an age yet.
-			return time.Second, false
+			return time.Second
 		}
-		return time.Duration(u.events[u.start] + int64(lim.window) - t), false
+		// > 0: what is left is younger than the window.
+		return time.Duration(u.events[u.start] + int64(lim.window) - t)
 	}
 	u.inflight++
-	res.addLocal(l, u, lim)
-	return 0, true
+	a.held[a.nh] = u
+	a.nh++
+	return 0
 }
 
 // finish ends the attempt held on each of windows: counted at t when
 // commit is set, else given back.
-func (l *limiter) finish(windows []*userWindow, commit bool, t int64, lim limits) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (s *zoneState) finish(windows []*userWindow, commit bool, t int64, lim limits) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, u := range windows {
 		u.inflight--
 		if commit {
 			u.expire(t, lim.window)
 			u.push(t, lim.attempts)
 		} else {
-			l.dropIfIdle(u)
+			s.dropIfIdle(u)
 		}
 	}
 }
@@ -119,87 +101,87 @@ func (l *limiter) finish(windows []*userWindow, commit bool, t int64, lim limits
 // account Nextcloud named only after it was asked. The attempt happened,
 // so it is counted even when key is over its limit (the oldest event
 // then falls out, which moves the key's Retry-After later).
-func (l *limiter) count(keys []string, t int64, lim limits) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (s *zoneState) count(keys []string, t int64, lim limits) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, key := range keys {
-		u := l.users[key]
+		u := s.users[key]
 		if u == nil {
-			l.evict(t, lim)
+			s.evict(t, lim)
 			u = &userWindow{key: key}
-			l.users[key] = u
+			s.users[key] = u
 		} else {
-			l.unlink(u)
+			s.unlink(u)
 			u.fit(lim.attempts)
 			u.expire(t, lim.window)
 		}
-		l.pushFront(u)
+		s.pushFront(u)
 		u.push(t, lim.attempts)
 	}
 }
 
-// tracked is the number of users the limiter holds state for.
-func (l *limiter) tracked() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.users)
+// tracked is the number of keys the state holds.
+func (s *zoneState) tracked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.users)
 }
 
 // evict makes room for one more user: expired users go first, then, at
 // the cap, the least recently active ones. Users with an attempt in
 // flight are skipped by both.
-func (l *limiter) evict(t int64, lim limits) {
-	for u := l.tail; u != nil; {
+func (s *zoneState) evict(t int64, lim limits) {
+	for u := s.tail; u != nil; {
 		prev := u.prev
 		if u.inflight == 0 {
 			if u.newest() > t-int64(lim.window) {
 				break
 			}
-			l.remove(u)
+			s.remove(u)
 		}
 		u = prev
 	}
-	for u := l.tail; u != nil && len(l.users) >= lim.maxUsers; {
+	for u := s.tail; u != nil && len(s.users) >= lim.maxUsers; {
 		prev := u.prev
 		if u.inflight == 0 {
-			l.remove(u)
+			s.remove(u)
 		}
 		u = prev
 	}
 }
 
-func (l *limiter) dropIfIdle(u *userWindow) {
-	if u.n == 0 && u.inflight == 0 && l.users[u.key] == u {
-		l.remove(u)
+func (s *zoneState) dropIfIdle(u *userWindow) {
+	if u.n == 0 && u.inflight == 0 && s.users[u.key] == u {
+		s.remove(u)
 	}
 }
 
-func (l *limiter) remove(u *userWindow) {
-	l.unlink(u)
-	delete(l.users, u.key)
+func (s *zoneState) remove(u *userWindow) {
+	s.unlink(u)
+	delete(s.users, u.key)
 }
 
-func (l *limiter) pushFront(u *userWindow) {
-	u.prev, u.next = nil, l.head
-	if l.head != nil {
-		l.head.prev = u
+func (s *zoneState) pushFront(u *userWindow) {
+	u.prev, u.next = nil, s.head
+	if s.head != nil {
+		s.head.prev = u
 	}
-	l.head = u
-	if l.tail == nil {
-		l.tail = u
+	s.head = u
+	if s.tail == nil {
+		s.tail = u
 	}
 }
 
-func (l *limiter) unlink(u *userWindow) {
+func (s *zoneState) unlink(u *userWindow) {
 	if u.prev != nil {
 		u.prev.next = u.next
-	} else if l.head == u {
-		l.head = u.next
+	} else if s.head == u {
+		s.head = u.next
 	}
 	if u.next != nil {
 		u.next.prev = u.prev
-	} else if l.tail == u {
-		l.tail = u.prev
+	} else if s.tail == u {
+		s.tail = u.prev
 	}
 	u.prev, u.next = nil, nil
 }
@@ -271,9 +253,4 @@ func (u *userWindow) realloc(c int) {
 		ring[i] = u.events[(u.start+i)%len(u.events)]
 	}
 	u.events, u.start = ring, 0
-}
-
-// retryAfterSeconds is N of API.md: max(1, ceil(d)).
-func retryAfterSeconds(d time.Duration) int {
-	return max(1, int(math.Ceil(d.Seconds())))
 }

@@ -1,4 +1,4 @@
-package caddyapppw
+package vaultkv
 
 import (
 	"errors"
@@ -6,36 +6,17 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
+	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv/vaultkvtest"
 )
-
-// kv1Store is a kvStore on a KV v1 mount of the test's own, talking to
-// Vault through proxy.
-func kv1Store(t *testing.T, e *env, proxy *vaultProxy) *kvStore {
-	t.Helper()
-	e.useKVv1()
-	cfg := &VaultConfig{Token: e.vault.Token}
-	client, err := e.vault.Root.Clone()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := client.SetAddress(proxy.URL); err != nil {
-		t.Fatal(err)
-	}
-	client.SetToken(e.vault.Token)
-	auth := newVaultAuth(client, cfg, zap.NewNop())
-	t.Cleanup(auth.close)
-	return &kvStore{client: client, auth: auth, mount: e.mount, prefix: e.prefix, version: 1}
-}
 
 // Within a process the writes of one user are serialised: a DELETE that
 // comes while a PATCH is between its re-read and its write waits for the
 // write, so the DELETE is the last word. The proxy holds the PATCH's write
 // until the DELETE either waits for the user's lock or reaches Vault.
 func TestKVv1WritesOfOneUserAreSerialised(t *testing.T) {
-	e := newEnv(t, "")
-	proxy := newVaultProxy(t, e.vault.Addr)
-	s := kv1Store(t, e, proxy)
+	v := vaultServer(t)
+	proxy := vaultkvtest.NewProxy(t, v.Addr)
+	s := kv1Store(t, v, proxy)
 	ctx := t.Context()
 	if err := s.Save(ctx, &Record{UserID: "alice", AppPassword: alicePW, CreatedAt: 1, UpdatedAt: 1}); err != nil {
 		t.Fatal(err)
@@ -44,8 +25,8 @@ func TestKVv1WritesOfOneUserAreSerialised(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := "/v1/" + e.mount + "/" + e.secretPath("alice")
-	write := proxy.holdNext("PUT", path, false)
+	path := "/v1/" + s.mount + "/" + s.secretPath("alice")
+	write := proxy.HoldNext("PUT", path, false)
 	var wg sync.WaitGroup
 	var saveErr, deleteErr error
 	wg.Go(func() {
@@ -53,25 +34,28 @@ func TestKVv1WritesOfOneUserAreSerialised(t *testing.T) {
 		upd.Scopes, upd.UpdatedAt = []string{"notes.read"}, 2
 		saveErr = s.Save(ctx, &upd)
 	})
-	<-write.held
+	<-write.Held
 	wg.Go(func() { deleteErr = s.Delete(ctx, "alice") })
 
 	// Either the DELETE queues behind the PATCH's write (serialised), or
 	// it reaches Vault while the write is held (not serialised).
 	deadline := time.Now().Add(10 * time.Second)
-	for s.locks.waiting("alice") < 2 && proxy.count("DELETE", path) == 0 {
+	for s.locks.waiting(s.secretPath("alice")) < 2 && proxy.Count("DELETE", path) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the DELETE neither waited for the lock nor reached Vault")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	close(write.release)
+	write.Let()
 	wg.Wait()
 	if saveErr != nil || deleteErr != nil {
 		t.Fatalf("save: %v, delete: %v", saveErr, deleteErr)
 	}
 	if got, err := s.Load(ctx, "alice"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("after PATCH then DELETE the store holds %+v (%v)", got, err)
+		if got != nil {
+			t.Fatalf("after PATCH then DELETE the store holds a record with scopes %v", got.Scopes)
+		}
+		t.Fatalf("load after PATCH then DELETE: %v", err)
 	}
 	if n := s.locks.size(); n != 0 {
 		t.Fatalf("%d lock entries left", n)
@@ -82,8 +66,8 @@ func TestKVv1WritesOfOneUserAreSerialised(t *testing.T) {
 // record cannot overwrite one that appeared since (the check-and-set KV v1
 // lacks, done with a read under the user's lock).
 func TestKVv1SaveChecksWhatItLoaded(t *testing.T) {
-	e := newEnv(t, "")
-	s := kv1Store(t, e, newVaultProxy(t, e.vault.Addr))
+	v := vaultServer(t)
+	s := kv1Store(t, v, vaultkvtest.NewProxy(t, v.Addr))
 	ctx := t.Context()
 	if err := s.Save(ctx, &Record{UserID: "alice", AppPassword: alicePW, CreatedAt: 1, UpdatedAt: 1}); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package caddyapppw
+package ratelimit
 
 import (
 	"crypto/sha256"
@@ -9,20 +9,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/tlsca"
 )
 
-const defaultRedisTimeout = 100 * time.Millisecond
-
-// newRedisLimiter builds a shared limiter over keyspace (the zone, or
-// "addr:<zone>" for the per-address limit). Like the Vault client it does
-// no network I/O: Caddy starts while Redis is down. Its client comes from
-// redisConns and must be let go of with close. lease is how long an
-// in-flight attempt counts: the longest a request can run.
-func newRedisLimiter(c *RedisConfig, repl *caddy.Replacer, keyspace string, local *limiter, lease time.Duration, logger *zap.Logger) (*redisLimiter, error) {
-	u := repl.ReplaceKnown(c.URL, "")
+// newRedis builds a shared limiter over keyspace (the zone, or
+// "addr:<zone>" for the per-address limit) that wraps local and owns it
+// from then on. Like the Vault client it does no network I/O: Caddy
+// starts while Redis is down. Its client comes from redisConns and is let
+// go of by Close. c's defaults are set.
+func newRedis(c *RedisConfig, keyspace string, local *Local, o Options) (*Redis, error) {
+	u := o.Replacer.ReplaceKnown(c.URL, "")
 	if u == "" {
 		return nil, errors.New("url is required")
 	}
@@ -30,7 +28,7 @@ func newRedisLimiter(c *RedisConfig, repl *caddy.Replacer, keyspace string, loca
 	if err != nil {
 		return nil, redactRedisURLError(u, err)
 	}
-	pw := repl.ReplaceKnown(c.Password, "")
+	pw := o.Replacer.ReplaceKnown(c.Password, "")
 	if pw != "" {
 		opts.Password = pw
 	}
@@ -38,16 +36,13 @@ func newRedisLimiter(c *RedisConfig, repl *caddy.Replacer, keyspace string, loca
 		if opts.TLSConfig == nil {
 			return nil, errors.New("ca_cert needs a rediss:// url")
 		}
-		pool, err := systemPoolWithCA(c.CACert)
+		pool, err := tlsca.SystemPoolWithCA(c.CACert)
 		if err != nil {
 			return nil, err
 		}
 		opts.TLSConfig.RootCAs = pool
 	}
 	timeout := time.Duration(c.Timeout)
-	if timeout == 0 {
-		timeout = defaultRedisTimeout
-	}
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = timeout, timeout, timeout
 	opts.MaxRetries = -1 // a slow Redis falls back at once; no retry doubles the wait
 	// One dial per check, for the same reason, and so that the check fails
@@ -55,33 +50,15 @@ func newRedisLimiter(c *RedisConfig, repl *caddy.Replacer, keyspace string, loca
 	// wrong server name) rather than with its deadline while the pool
 	// still backs off between retries.
 	opts.DialerRetries = 1
-	prefix := c.KeyPrefix
-	if prefix == "" {
-		prefix = "caddy-apppw"
-	}
-	var deny bool
-	switch c.OnError {
-	case "", "local":
-	case "deny":
-		deny = true
-	default:
-		return nil, fmt.Errorf("on_error: %q is neither local nor deny", c.OnError)
-	}
 	// The key names the client's options, hashed so that no password is
 	// kept as a map key.
 	sum := sha256.Sum256([]byte(strings.Join([]string{u, pw, c.CACert, timeout.String()}, "\x00")))
 	connKey := hex.EncodeToString(sum[:])
-	return &redisLimiter{
-		conn: acquireRedisConn(connKey, opts), connKey: connKey,
-		prefix: prefix + ":" + keyspace + ":", timeout: timeout, lease: lease,
-		onErrorDeny: deny, local: local, logger: logger,
+	return &Redis{
+		local: local, conn: acquireRedisConn(connKey, opts), connKey: connKey,
+		prefix: c.KeyPrefix + ":" + keyspace + ":", timeout: timeout, lease: o.Lease,
+		onErrorDeny: c.OnError == "deny", logger: o.Logger, onFallback: o.OnFallback,
 	}, nil
-}
-
-// close lets go of the limiter's client; it is closed once no config and
-// no unfinished attempt uses it.
-func (rl *redisLimiter) close() {
-	releaseRedisConn(rl.connKey)
 }
 
 // redactRedisURLError reports a Redis URL that does not parse without

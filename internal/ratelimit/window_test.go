@@ -1,4 +1,4 @@
-package caddyapppw
+package ratelimit
 
 import (
 	"fmt"
@@ -10,45 +10,53 @@ import (
 
 var t0 = time.Unix(1_800_000_000, 0)
 
-func mustReserve(t *testing.T, l *limiter, key string, now time.Time, lim limits) *reservation {
+// reserve is an attempt on key alone, on state s under lim: what a config
+// with these limits does. ok is wait == 0.
+func reserve(s *zoneState, key string, now time.Time, lim limits) (a *Attempt, wait time.Duration, ok bool) {
+	a = new(Attempt)
+	wait, _ = (&Local{state: s, lim: lim}).Reserve(a, key, now)
+	return a, wait, wait == 0
+}
+
+func mustReserve(t *testing.T, l *zoneState, key string, now time.Time, lim limits) *Attempt {
 	t.Helper()
-	res, wait, ok := l.reserve(key, now, lim)
+	a, wait, ok := reserve(l, key, now, lim)
 	if !ok {
 		t.Fatalf("%s refused at %v (wait %v)", key, now.Sub(t0), wait)
 	}
-	return &res
+	return a
 }
 
 func TestLimiterWindowEdges(t *testing.T) {
-	l := newLimiter()
+	l := newZoneState()
 	lim := limits{attempts: 3, window: time.Hour, maxUsers: 10}
 	for i := range 3 {
 		r := mustReserve(t, l, "alice", t0.Add(time.Duration(i)*time.Minute), lim)
-		r.commit(t0.Add(time.Duration(i) * time.Minute))
+		r.Commit(t0.Add(time.Duration(i) * time.Minute))
 	}
 	// Full: the oldest attempt (t0) leaves the window at t0+1h.
-	_, wait, ok := l.reserve("alice", t0.Add(30*time.Minute), lim)
-	if ok || wait != 30*time.Minute || retryAfterSeconds(wait) != 1800 {
+	_, wait, ok := reserve(l, "alice", t0.Add(30*time.Minute), lim)
+	if ok || wait != 30*time.Minute {
 		t.Fatalf("ok=%v wait=%v", ok, wait)
 	}
-	_, wait, ok = l.reserve("alice", t0.Add(time.Hour-time.Nanosecond), lim)
-	if ok || wait != time.Nanosecond || retryAfterSeconds(wait) != 1 {
+	_, wait, ok = reserve(l, "alice", t0.Add(time.Hour-time.Nanosecond), lim)
+	if ok || wait != time.Nanosecond {
 		t.Fatalf("one ns before the edge: ok=%v wait=%v", ok, wait)
 	}
 	// At exactly t0+1h the first attempt no longer counts.
 	r := mustReserve(t, l, "alice", t0.Add(time.Hour), lim)
-	r.release()
+	r.Release()
 	// Other users are not affected.
-	mustReserve(t, l, "bob", t0, lim).release()
+	mustReserve(t, l, "bob", t0, lim).Release()
 }
 
 func TestLimiterReleaseDoesNotCount(t *testing.T) {
-	l := newLimiter()
+	l := newZoneState()
 	lim := limits{attempts: 1, window: time.Hour, maxUsers: 10}
 	for range 10 {
 		r := mustReserve(t, l, "alice", t0, lim)
-		r.release()
-		r.commit(t0) // after release: no effect
+		r.Release()
+		r.Commit(t0) // after release: no effect
 	}
 	if n := l.tracked(); n != 0 {
 		t.Fatalf("released attempts left %d users tracked", n)
@@ -56,90 +64,80 @@ func TestLimiterReleaseDoesNotCount(t *testing.T) {
 }
 
 func TestLimiterInflightReservationsBound(t *testing.T) {
-	l := newLimiter()
+	l := newZoneState()
 	lim := limits{attempts: 2, window: time.Hour, maxUsers: 10}
 	a := mustReserve(t, l, "alice", t0, lim)
 	b := mustReserve(t, l, "alice", t0, lim)
 	// Both still running: a third concurrent attempt is refused.
-	if _, wait, ok := l.reserve("alice", t0, lim); ok || retryAfterSeconds(wait) != 1 {
+	if _, wait, ok := reserve(l, "alice", t0, lim); ok || wait != time.Second {
 		t.Fatalf("third concurrent attempt: ok=%v wait=%v", ok, wait)
 	}
-	a.release()
+	a.Release()
 	c := mustReserve(t, l, "alice", t0, lim)
-	b.commit(t0)
-	c.commit(t0.Add(time.Second))
-	if _, wait, ok := l.reserve("alice", t0.Add(time.Minute), lim); ok || wait != 59*time.Minute {
+	b.Commit(t0)
+	c.Commit(t0.Add(time.Second))
+	if _, wait, ok := reserve(l, "alice", t0.Add(time.Minute), lim); ok || wait != 59*time.Minute {
 		t.Fatalf("ok=%v wait=%v", ok, wait)
 	}
 }
 
 func TestLimiterCapForgetsLeastRecentlyActive(t *testing.T) {
-	l := newLimiter()
+	l := newZoneState()
 	lim := limits{attempts: 1, window: time.Hour, maxUsers: 3}
 	for i, u := range []string{"a", "b", "c"} {
-		mustReserve(t, l, u, t0.Add(time.Duration(i)*time.Second), lim).commit(t0.Add(time.Duration(i) * time.Second))
+		mustReserve(t, l, u, t0.Add(time.Duration(i)*time.Second), lim).Commit(t0.Add(time.Duration(i) * time.Second))
 	}
 	// "a" is touched again (refused), so "b" is now the least recent.
-	if _, _, ok := l.reserve("a", t0.Add(10*time.Second), lim); ok {
+	if _, _, ok := reserve(l, "a", t0.Add(10*time.Second), lim); ok {
 		t.Fatal("a allowed twice")
 	}
-	mustReserve(t, l, "d", t0.Add(11*time.Second), lim).commit(t0.Add(11 * time.Second))
+	mustReserve(t, l, "d", t0.Add(11*time.Second), lim).Commit(t0.Add(11 * time.Second))
 	if n := l.tracked(); n != 3 {
 		t.Fatalf("%d tracked, cap 3", n)
 	}
 	// a, c and d are still limited; b was forgotten and may try again.
 	for _, u := range []string{"a", "c", "d"} {
-		if _, _, ok := l.reserve(u, t0.Add(12*time.Second), lim); ok {
+		if _, _, ok := reserve(l, u, t0.Add(12*time.Second), lim); ok {
 			t.Fatalf("%s was forgotten", u)
 		}
 	}
-	mustReserve(t, l, "b", t0.Add(12*time.Second), lim).release()
+	mustReserve(t, l, "b", t0.Add(12*time.Second), lim).Release()
 }
 
 func TestLimiterDropsExpiredUsersFirst(t *testing.T) {
-	l := newLimiter()
+	l := newZoneState()
 	lim := limits{attempts: 1, window: time.Minute, maxUsers: 1000}
 	for i := range 100 {
-		mustReserve(t, l, fmt.Sprint("u", i), t0, lim).commit(t0)
+		mustReserve(t, l, fmt.Sprint("u", i), t0, lim).Commit(t0)
 	}
-	mustReserve(t, l, "late", t0.Add(2*time.Minute), lim).commit(t0.Add(2 * time.Minute))
+	mustReserve(t, l, "late", t0.Add(2*time.Minute), lim).Commit(t0.Add(2 * time.Minute))
 	if n := l.tracked(); n != 1 {
 		t.Fatalf("%d users tracked after all others expired", n)
 	}
 }
 
 func TestLimiterFollowsAReloadedLimit(t *testing.T) {
-	l := newLimiter()
+	l := newZoneState()
 	five := limits{attempts: 5, window: time.Hour, maxUsers: 10}
 	for i := range 4 {
-		mustReserve(t, l, "alice", t0, five).commit(t0.Add(time.Duration(i) * time.Second))
+		mustReserve(t, l, "alice", t0, five).Commit(t0.Add(time.Duration(i) * time.Second))
 	}
 	two := limits{attempts: 2, window: time.Hour, maxUsers: 10}
-	if _, wait, ok := l.reserve("alice", t0.Add(time.Minute), two); ok || wait != time.Hour-time.Minute+2*time.Second {
+	if _, wait, ok := reserve(l, "alice", t0.Add(time.Minute), two); ok || wait != time.Hour-time.Minute+2*time.Second {
 		t.Fatalf("after shrinking: ok=%v wait=%v (the newest two are kept)", ok, wait)
 	}
 	ten := limits{attempts: 10, window: time.Hour, maxUsers: 10}
-	mustReserve(t, l, "alice", t0.Add(time.Minute), ten).release()
-}
-
-func TestLimiterKeyFoldsCase(t *testing.T) {
-	if limiterKey("Alice") != limiterKey("alice") || limiterKey("bob") != "bob" {
-		t.Fatal("limiter keys differ by case")
-	}
-	// Only ASCII is folded, as Nextcloud compares logins.
-	if got := limiterKey("ÄNNE@Example.COM"); got != "Änne@example.com" {
-		t.Fatalf("limiterKey = %q", got)
-	}
+	mustReserve(t, l, "alice", t0.Add(time.Minute), ten).Release()
 }
 
 // A user with one counted attempt costs the same whatever the limit: the
 // ring grows with the events it holds.
 func TestLimiterMemoryPerUserDoesNotGrowWithAttempts(t *testing.T) {
 	capAfter := func(attempts, events int) int {
-		l := newLimiter()
+		l := newZoneState()
 		lim := limits{attempts: attempts, window: time.Hour, maxUsers: 10}
 		for i := range events {
-			mustReserve(t, l, "alice", t0, lim).commit(t0.Add(time.Duration(i) * time.Second))
+			mustReserve(t, l, "alice", t0, lim).Commit(t0.Add(time.Duration(i) * time.Second))
 		}
 		return cap(l.users["alice"].events)
 	}
@@ -158,7 +156,7 @@ func TestLimiterMemoryPerUserDoesNotGrowWithAttempts(t *testing.T) {
 // the answers of a plain list of events, operation after operation.
 func TestLimiterRingMatchesAList(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	l := newLimiter()
+	l := newZoneState()
 	var (
 		model    []time.Time // counted attempts, oldest first
 		inflight []heldAttempt
@@ -183,25 +181,25 @@ func TestLimiterRingMatchesAList(t *testing.T) {
 		default:
 			wantWait = model[0].Add(lim.window).Sub(now)
 		}
-		r, wait, ok := l.reserve("alice", now, lim)
+		r, wait, ok := reserve(l, "alice", now, lim)
 		if ok != wantOK || wait != wantWait {
 			t.Fatalf("step %d: ok=%v wait=%v, want ok=%v wait=%v (%d counted, %d in flight, limit %d)",
 				step, ok, wait, wantOK, wantWait, len(model), len(inflight), lim.attempts)
 		}
 		if ok {
-			inflight = append(inflight, heldAttempt{&r, lim})
+			inflight = append(inflight, heldAttempt{r, lim})
 		}
 		if len(inflight) > 0 && rng.IntN(3) > 0 {
 			i := rng.IntN(len(inflight))
 			done := inflight[i]
 			inflight = append(inflight[:i], inflight[i+1:]...)
 			if rng.IntN(2) == 0 {
-				done.r.release()
+				done.r.Release()
 				continue
 			}
 			// Counted under the limits it was reserved with: what left
 			// its window goes, and the oldest beyond its limit.
-			done.r.commit(now)
+			done.r.Commit(now)
 			for len(model) > 0 && !model[0].After(now.Add(-done.lim.window)) {
 				model = model[1:]
 			}
@@ -217,7 +215,7 @@ func TestLimiterRingMatchesAList(t *testing.T) {
 }
 
 type heldAttempt struct {
-	r   *reservation
+	r   *Attempt
 	lim limits
 }
 
@@ -225,29 +223,29 @@ type heldAttempt struct {
 // each; the account Nextcloud named afterwards is counted even over its
 // limit, and a name held twice costs one attempt.
 func TestLimiterAttemptCountsAgainstEveryKey(t *testing.T) {
-	l := newLimiter()
+	l := newZoneState()
 	lim := limits{attempts: 2, window: time.Hour, maxUsers: 100}
-	z := rateLimit{local: l, lim: lim}
-	attempt := func(at time.Duration, keys ...string) (*reservation, time.Duration, bool) {
-		var r reservation
+	z := &Local{state: l, lim: lim}
+	attempt := func(at time.Duration, keys ...string) (*Attempt, time.Duration, bool) {
+		var r Attempt
 		for _, k := range keys {
-			wait, ok, err := z.reserve(&r, k, t0.Add(at))
+			wait, err := z.Reserve(&r, k, t0.Add(at))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !ok {
-				r.release()
+			if wait > 0 {
+				r.Release()
 				return nil, wait, false
 			}
 		}
 		return &r, 0, true
 	}
 	r, _, _ := attempt(0, "x0001", "victim", "x0001")
-	r.countAlso("uid-victim")
-	r.commit(t0)
+	r.CountAlso("uid-victim")
+	r.Commit(t0)
 	r, _, _ = attempt(time.Minute, "x0002", "victim")
-	r.countAlso("uid-victim")
-	r.commit(t0.Add(time.Minute))
+	r.CountAlso("uid-victim")
+	r.Commit(t0.Add(time.Minute))
 	// victim is full: a third throwaway id is refused on it, and gives
 	// its own key back.
 	if _, wait, ok := attempt(2*time.Minute, "x0003", "victim"); ok || wait != 58*time.Minute {
@@ -257,19 +255,19 @@ func TestLimiterAttemptCountsAgainstEveryKey(t *testing.T) {
 		t.Fatal("the refused attempt kept its first key")
 	}
 	// One attempt per key: x0001 was held once, so it has one left.
-	mustReserve(t, l, "x0001", t0.Add(2*time.Minute), lim).release()
+	mustReserve(t, l, "x0001", t0.Add(2*time.Minute), lim).Release()
 	// The answered uid is full too, and counting over the limit moves its
 	// Retry-After: the newest two of three are kept.
 	r, _, _ = attempt(3*time.Minute, "x0004")
-	r.countAlso("uid-victim")
-	r.commit(t0.Add(3 * time.Minute))
-	if _, wait, ok := l.reserve("uid-victim", t0.Add(4*time.Minute), lim); ok || wait != 57*time.Minute {
+	r.CountAlso("uid-victim")
+	r.Commit(t0.Add(3 * time.Minute))
+	if _, wait, ok := reserve(l, "uid-victim", t0.Add(4*time.Minute), lim); ok || wait != 57*time.Minute {
 		t.Fatalf("uid after a third count: ok=%v wait=%v", ok, wait)
 	}
 	// Released attempts count nowhere.
 	r, _, _ = attempt(5*time.Minute, "x0005", "other")
-	r.countAlso("uid-other")
-	r.release()
+	r.CountAlso("uid-other")
+	r.Release()
 	for _, k := range []string{"x0005", "other", "uid-other"} {
 		if _, ok := l.users[k]; ok {
 			t.Fatalf("%s tracked after a released attempt", k)
@@ -281,17 +279,17 @@ func TestLimiterAttemptCountsAgainstEveryKey(t *testing.T) {
 // attempt would be counted into a window nobody reads, and the in-flight
 // bound would be lost.
 func TestLimiterCapSkipsUsersInFlight(t *testing.T) {
-	l := newLimiter()
+	l := newZoneState()
 	lim := limits{attempts: 1, window: time.Hour, maxUsers: 2}
 	running := mustReserve(t, l, "alice", t0, lim) // least recently active
-	mustReserve(t, l, "bob", t0.Add(time.Second), lim).commit(t0.Add(time.Second))
-	mustReserve(t, l, "carol", t0.Add(2*time.Second), lim).commit(t0.Add(2 * time.Second))
+	mustReserve(t, l, "bob", t0.Add(time.Second), lim).Commit(t0.Add(time.Second))
+	mustReserve(t, l, "carol", t0.Add(2*time.Second), lim).Commit(t0.Add(2 * time.Second))
 	// alice's attempt is still running: a second one is refused.
-	if _, _, ok := l.reserve("alice", t0.Add(3*time.Second), lim); ok {
+	if _, _, ok := reserve(l, "alice", t0.Add(3*time.Second), lim); ok {
 		t.Fatal("alice's in-flight attempt was forgotten at the cap")
 	}
-	running.commit(t0.Add(4 * time.Second))
-	if _, wait, ok := l.reserve("alice", t0.Add(5*time.Second), lim); ok || wait != time.Hour-time.Second {
+	running.Commit(t0.Add(4 * time.Second))
+	if _, wait, ok := reserve(l, "alice", t0.Add(5*time.Second), lim); ok || wait != time.Hour-time.Second {
 		t.Fatalf("alice's committed attempt: ok=%v wait=%v", ok, wait)
 	}
 	if n := l.tracked(); n > 3 {
@@ -299,51 +297,45 @@ func TestLimiterCapSkipsUsersInFlight(t *testing.T) {
 	}
 }
 
-func TestAddressKey(t *testing.T) {
-	for in, want := range map[string]string{
-		"203.0.113.7":               "203.0.113.7",
-		"::ffff:203.0.113.7":        "203.0.113.7",
-		"2001:db8:1:2:3:4:5:6":      "2001:db8:1:2::/64",
-		"2001:db8:1:2::ffff":        "2001:db8:1:2::/64",
-		"fe80::1%eth0":              "fe80::/64",
-		"not an address":            "not an address",
-		"2001:db8:1:3:3:4:5:6":      "2001:db8:1:3::/64",
-		"::1":                       "::/64",
-		"2001:0DB8:0001:0002::0001": "2001:db8:1:2::/64",
-	} {
-		if got := addressKey(in); got != want {
-			t.Errorf("addressKey(%q) = %q, want %q", in, got, want)
+func TestMillionUserIDsStayBounded(t *testing.T) {
+	l := newZoneState()
+	lim := limits{attempts: 5, window: time.Hour, maxUsers: DefaultMaxUsers}
+	now := t0
+	legit, _, _ := reserve(l, "alice", now, lim)
+	legit.Commit(now)
+	for i := range 1_000_000 {
+		r, _, ok := reserve(l, fmt.Sprint("flood", i), now, lim)
+		if !ok {
+			t.Fatalf("a new user id was refused at %d", i)
+		}
+		r.Commit(now)
+		if i%50_000 == 0 {
+			// The legitimate user keeps using the API, so stays recent.
+			r, _, ok := reserve(l, "alice", now, lim)
+			if !ok {
+				t.Fatalf("alice refused at %d", i)
+			}
+			r.Release()
 		}
 	}
-}
-
-func TestLimiterStateOutlivesAConfig(t *testing.T) {
-	a := acquireLimiter("zone-test")
-	b := acquireLimiter("zone-test") // the next config, before the old one is cleaned up
-	releaseLimiter("zone-test")
-	if a != b {
-		t.Fatal("a second config got other state")
+	if n := l.tracked(); n != DefaultMaxUsers {
+		t.Fatalf("%d users tracked, cap %d", n, DefaultMaxUsers)
 	}
-	releaseLimiter("zone-test")
-	if c := acquireLimiter("zone-test"); c == a {
-		t.Fatal("state kept after its last user let go")
-	}
-	releaseLimiter("zone-test")
 }
 
 // BenchmarkLimiterExistingKey is the check of a known user: reserve and
 // release one attempt.
 func BenchmarkLimiterExistingKey(b *testing.B) {
-	l := newLimiter()
-	lim := limits{attempts: 5, window: time.Hour, maxUsers: defaultMaxUsers}
+	l := &Local{state: newZoneState(), lim: limits{attempts: 5, window: time.Hour, maxUsers: DefaultMaxUsers}}
 	now := t0
-	first, _, _ := l.reserve("alice", now, lim)
-	first.commit(now) // a user with one counted attempt
+	var first Attempt
+	_, _ = l.Reserve(&first, "alice", now)
+	first.Commit(now) // a user with one counted attempt
 	b.ReportAllocs()
 	for b.Loop() {
-		r, _, ok := l.reserve("alice", now, lim)
-		if ok {
-			r.release()
+		var r Attempt
+		if wait, _ := l.Reserve(&r, "alice", now); wait == 0 {
+			r.Release()
 		}
 	}
 }
@@ -351,8 +343,7 @@ func BenchmarkLimiterExistingKey(b *testing.B) {
 // BenchmarkLimiterNewKey is a first attempt of a user the limiter does not
 // know, at the cap: insert one, forget the least recently active.
 func BenchmarkLimiterNewKey(b *testing.B) {
-	l := newLimiter()
-	lim := limits{attempts: 5, window: time.Hour, maxUsers: 1 << 10}
+	l := &Local{state: newZoneState(), lim: limits{attempts: 5, window: time.Hour, maxUsers: 1 << 10}}
 	keys := make([]string, 1<<20)
 	for i := range keys {
 		keys[i] = fmt.Sprint("user", i)
@@ -360,9 +351,9 @@ func BenchmarkLimiterNewKey(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		r, _, ok := l.reserve(keys[i%len(keys)], t0, lim)
-		if ok {
-			r.commit(t0)
+		var r Attempt
+		if wait, _ := l.Reserve(&r, keys[i%len(keys)], t0); wait == 0 {
+			r.Commit(t0)
 		}
 		i++
 	}
@@ -381,11 +372,11 @@ func BenchmarkLimiterMemoryPerUser(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				l := newLimiter()
+				l := newZoneState()
 				for i := range users {
 					// The key is allocated here, as a request's user id is.
-					r, _, _ := l.reserve(fmt.Sprintf("user-%08d", i), t0, lim)
-					r.commit(t0)
+					r, _, _ := reserve(l, fmt.Sprintf("user-%08d", i), t0, lim)
+					r.Commit(t0)
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)

@@ -1,9 +1,10 @@
-package caddyapppw
+package vaultkv
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -22,14 +23,15 @@ import (
 // not one per request.
 const (
 	minLoginBackoff = time.Second
-	maxLoginBackoff = 30 * time.Second
+	// MaxLoginBackoff is the longest a failure-caused login waits.
+	MaxLoginBackoff = 30 * time.Second
 	// staticRetryMin is the first wait before a static token's failed
 	// lookup is tried again: short, so a brief outage at the first
 	// request leaves a short-lived token time to be renewed.
 	staticRetryMin = 500 * time.Millisecond
 )
 
-// vaultAuth keeps the Vault client's token valid for one config.
+// auth keeps the Vault client's token valid for one config.
 //
 //   - token: used as given; renewed with a LifetimeWatcher while Vault says
 //     it is renewable. The lookup that starts the renewal is retried until
@@ -45,9 +47,9 @@ const (
 //     lookup-self tells the two apart. One login runs at a time, and the
 //     logins that failures cause wait for a backoff.
 //
-// The goroutines it starts end when close is called (Cleanup), so a config
+// The goroutines it starts end when close is called (Store.Close), so a config
 // reload leaks none; a login stops the renewal of the token it replaces.
-type vaultAuth struct {
+type auth struct {
 	client    *api.Client
 	logger    *zap.Logger
 	method    string                                         // for logs: token, token_file, approle, kubernetes
@@ -81,16 +83,16 @@ type loginBackoff struct {
 // failed pushes the next login back: twice the last delay, or the
 // minimum again when the last failure is long past.
 func (b *loginBackoff) failed(now time.Time) {
-	if now.Sub(b.next) > maxLoginBackoff {
+	if now.Sub(b.next) > MaxLoginBackoff {
 		b.delay = 0
 	}
-	b.delay = min(max(2*b.delay, minLoginBackoff), maxLoginBackoff)
+	b.delay = min(max(2*b.delay, minLoginBackoff), MaxLoginBackoff)
 	b.next = now.Add(b.delay)
 }
 
-func newVaultAuth(client *api.Client, v *VaultConfig, logger *zap.Logger) *vaultAuth {
+func newAuth(client *api.Client, v *Config, logger *zap.Logger, now func() time.Time) *auth {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &vaultAuth{client: client, logger: logger, ctx: ctx, cancel: cancel, method: "token", tokenFile: v.TokenFile, now: clock}
+	a := &auth{client: client, logger: logger, ctx: ctx, cancel: cancel, method: "token", tokenFile: v.TokenFile, now: now}
 	switch {
 	case v.TokenFile != "":
 		a.method = "token_file"
@@ -103,14 +105,14 @@ func newVaultAuth(client *api.Client, v *VaultConfig, logger *zap.Logger) *vault
 }
 
 // close stops the renewal goroutines and waits for them.
-func (a *vaultAuth) close() {
+func (a *auth) close() {
 	a.cancel()
 	a.wg.Wait()
 }
 
 // do runs op with a valid token. When Vault refuses the token (403) and
 // the method can get a new one, it gets it and runs op once more.
-func (a *vaultAuth) do(ctx context.Context, op func() error) error {
+func (a *auth) do(ctx context.Context, op func() error) error {
 	gen, err := a.ensure(ctx)
 	if err != nil {
 		return err
@@ -131,7 +133,7 @@ func (a *vaultAuth) do(ctx context.Context, op func() error) error {
 
 // ensure makes sure the client holds the current token and returns its
 // generation.
-func (a *vaultAuth) ensure(ctx context.Context) (uint64, error) {
+func (a *auth) ensure(ctx context.Context) (uint64, error) {
 	switch a.method {
 	case "token":
 		a.staticOnce.Do(a.goRenewStaticToken)
@@ -159,7 +161,7 @@ func (a *vaultAuth) ensure(ctx context.Context) (uint64, error) {
 // the client now holds a different token. A login method logs in again
 // only when lookup-self says the token itself is refused: a policy that
 // denies the request would deny the next token too.
-func (a *vaultAuth) refresh(ctx context.Context, gen uint64) (bool, error) {
+func (a *auth) refresh(ctx context.Context, gen uint64) (bool, error) {
 	a.mu.Lock()
 	if a.gen != gen {
 		a.mu.Unlock()
@@ -197,7 +199,7 @@ func (a *vaultAuth) refresh(ctx context.Context, gen uint64) (bool, error) {
 // lookup-self, which Vault's default policy allows every token, answers
 // 403. Any other outcome (valid, or Vault unreachable) is not a reason to
 // log in again.
-func (a *vaultAuth) tokenRefused(ctx context.Context, token string) bool {
+func (a *auth) tokenRefused(ctx context.Context, token string) bool {
 	c, err := a.client.Clone()
 	if err != nil {
 		return false
@@ -209,7 +211,7 @@ func (a *vaultAuth) tokenRefused(ctx context.Context, token string) bool {
 
 // readTokenFile loads the token file if it changed since the last read, or
 // always when force. It reports whether the token changed. Callers hold mu.
-func (a *vaultAuth) readTokenFile(force bool) (bool, error) {
+func (a *auth) readTokenFile(force bool) (bool, error) {
 	fi, err := os.Stat(a.tokenFile)
 	if err != nil {
 		return false, fmt.Errorf("token_file: %w", err)
@@ -241,7 +243,7 @@ func (a *vaultAuth) readTokenFile(force bool) (bool, error) {
 // it, in place of the token it replaces. Within the backoff of a failure
 // it does not try and answers why. Callers hold mu, so one login runs at
 // a time.
-func (a *vaultAuth) logIn(ctx context.Context) error {
+func (a *auth) logIn(ctx context.Context) error {
 	now := a.now()
 	if wait := a.backoff.next.Sub(now); wait > 0 {
 		if a.lastErr != nil {
@@ -275,42 +277,131 @@ func (a *vaultAuth) logIn(ctx context.Context) error {
 
 // stopRenewal ends the renewal of the current login's token, which is
 // being replaced or was refused. Callers hold mu.
-func (a *vaultAuth) stopRenewal() {
+func (a *auth) stopRenewal() {
 	if a.stopRenew != nil {
 		a.stopRenew()
 		a.stopRenew = nil
 	}
 }
 
+// errRenewalLate ends a renewal whose token was not renewed by
+// renewDeadline of its TTL.
+var errRenewalLate = errors.New("token not renewed in time")
+
+// renewDeadline is the share of a token's TTL after which a token still
+// not renewed is given up (the watcher renews at about 2/3). The watcher
+// alone can let a token expire: near the max TTL Vault answers a renewal
+// with an error, and the client's retries outlast the last second.
+const renewDeadline = 0.8
+
 // renew keeps secret's token renewed with a LifetimeWatcher until the
-// watcher gives up, and returns why (nil: the max TTL is near); stopped
-// means ctx ended it first (close, or the token was replaced).
-func (a *vaultAuth) renew(ctx context.Context, secret *api.Secret) (stopped bool, err error) {
-	w, err := a.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
+// watcher gives up, and returns why (nil: the max TTL is near;
+// errRenewalLate: no renewal came in time); stopped means ctx ended it
+// first (close, or the token was replaced).
+func (a *auth) renew(ctx context.Context, secret *api.Secret) (stopped bool, err error) {
+	client, err := a.watcherClient(ctx)
 	if err != nil {
 		return false, err
 	}
-	go w.Start()
+	w, err := client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
+	if err != nil {
+		return false, err
+	}
+	a.wg.Go(w.Start) // close waits for it: its requests end with ctx
 	defer w.Stop()
+	late := time.NewTimer(time.Hour)
+	defer late.Stop()
+	due := func(lease int) {
+		late.Stop()
+		if lease > 0 {
+			late.Reset(time.Duration(float64(lease) * renewDeadline * float64(time.Second)))
+		}
+	}
+	due(secret.Auth.LeaseDuration)
 	for {
 		select {
 		case <-ctx.Done():
 			return true, nil
 		case r := <-w.RenewCh():
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
+				due(r.Secret.Auth.LeaseDuration)
 				a.logger.Debug("vault token renewed", zap.String("auth", a.method),
 					zap.Duration("ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second))
 			}
+		case <-late.C:
+			return false, errRenewalLate
 		case err := <-w.DoneCh():
 			return false, err
 		}
 	}
 }
 
+// watcherClient is the client of a LifetimeWatcher that renews until ctx
+// ends: a clone of the client whose requests end with ctx and are not
+// retried after it. Vault's library gives a renewal no context, so with
+// the client itself the watcher's goroutine would outlive its config,
+// waiting on Vault or before a retry.
+func (a *auth) watcherClient(ctx context.Context) (*api.Client, error) {
+	cfg := a.client.CloneConfig()
+	hc := *cfg.HttpClient
+	if hc.Transport == nil {
+		hc.Transport = http.DefaultTransport
+	}
+	hc.Transport = endWith{base: hc.Transport, ctx: ctx}
+	cfg.HttpClient = &hc
+	cfg.CheckRetry = func(rctx context.Context, resp *http.Response, err error) (bool, error) {
+		if ctx.Err() != nil {
+			return false, err
+		}
+		return api.DefaultRetryPolicy(rctx, resp, err)
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.SetHeaders(a.client.Headers()) // the namespace
+	c.SetToken(a.client.Token())
+	return c, nil
+}
+
+// endWith is a transport whose requests also end when ctx ends.
+type endWith struct {
+	base http.RoundTripper
+	ctx  context.Context
+}
+
+func (t endWith) RoundTrip(r *http.Request) (*http.Response, error) {
+	rctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(t.ctx, cancel)
+	end := func() {
+		stop()
+		cancel()
+	}
+	resp, err := t.base.RoundTrip(r.WithContext(rctx))
+	if err != nil {
+		end()
+		return nil, err
+	}
+	resp.Body = endingBody{resp.Body, end}
+	return resp, nil
+}
+
+// endingBody lets go of its request's context when it is closed.
+type endingBody struct {
+	io.ReadCloser
+	end func()
+}
+
+func (b endingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.end()
+	return err
+}
+
 // goWatch renews the login of generation gen until it can no longer be
 // renewed, then logs in again ahead of its expiry. ctx ends it when the
 // token is replaced.
-func (a *vaultAuth) goWatch(ctx context.Context, secret *api.Secret, gen uint64) {
+func (a *auth) goWatch(ctx context.Context, secret *api.Secret, gen uint64) {
 	a.wg.Go(func() {
 		stopped, err := a.renew(ctx, secret)
 		if stopped {
@@ -321,10 +412,13 @@ func (a *vaultAuth) goWatch(ctx context.Context, secret *api.Secret, gen uint64)
 		if a.gen != gen || a.ctx.Err() != nil {
 			return // a newer login already replaced this one
 		}
-		if err != nil {
-			a.logger.Warn("vault token renewal failed; logging in again", zap.String("auth", a.method), zap.Error(err))
-		} else {
+		switch {
+		case err == nil:
 			a.logger.Info("vault token reached its max TTL; logging in again", zap.String("auth", a.method))
+		case errors.Is(err, errRenewalLate):
+			a.logger.Info("vault token not renewed in time; logging in again", zap.String("auth", a.method))
+		default:
+			a.logger.Warn("vault token renewal failed; logging in again", zap.String("auth", a.method), zap.Error(err))
 		}
 		if err := a.logIn(a.ctx); err != nil {
 			// The next request tries again.
@@ -338,7 +432,7 @@ func (a *vaultAuth) goWatch(ctx context.Context, secret *api.Secret, gen uint64)
 // succeeds: a Vault that is down or sealed when the first request comes
 // must not leave the token to expire. It runs in the background so no
 // request waits for it.
-func (a *vaultAuth) goRenewStaticToken() {
+func (a *auth) goRenewStaticToken() {
 	a.wg.Go(func() {
 		var delay time.Duration
 		for {
@@ -351,7 +445,7 @@ func (a *vaultAuth) goRenewStaticToken() {
 				case <-t.C:
 				}
 			}
-			delay = min(max(2*delay, staticRetryMin), maxLoginBackoff)
+			delay = min(max(2*delay, staticRetryMin), MaxLoginBackoff)
 			ctx, cancel := context.WithTimeout(a.ctx, a.client.ClientTimeout())
 			sec, err := a.client.Auth().Token().LookupSelfWithContext(ctx)
 			cancel()

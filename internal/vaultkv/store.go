@@ -1,4 +1,4 @@
-package caddyapppw
+package vaultkv
 
 import (
 	"context"
@@ -12,7 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/hashicorp/vault/api"
+	"go.uber.org/zap"
 )
 
 // destroyWindow is how many versions before the one just written a KV v2
@@ -20,30 +22,36 @@ import (
 // is readable; the window also heals a save whose destroy step failed.
 const destroyWindow = 10
 
-// kvStore keeps records in Vault's KV secrets engine, one secret per user
-// at <prefix>/<user_id>, in the layout the MCP server reads.
+// Store keeps records in Vault's KV secrets engine, one secret per user
+// at <prefix>/<user_id>, in the layout the MCP server reads. It is safe
+// for concurrent use, and a write leaves either the old record or the new
+// one, never a mix.
 //
 // KV v2 gives check-and-set. KV v1 has none, so on v1 the writes of one
 // user are serialised within the process (locks) and each write first
 // re-reads the secret and compares it with what the record was loaded
 // from. Between replicas that read and the write are still two requests:
 // see kv1Version.
-type kvStore struct {
+type Store struct {
 	client  *api.Client
-	auth    *vaultAuth
+	http    *http.Client // client's, whose idle connections Close ends
+	auth    *auth
 	mount   string
 	prefix  string
 	version int // KV engine version, 1 or 2
 	locks   userLocks
+	observe func(op string, took time.Duration, failure string)
 }
 
-func (s *kvStore) secretPath(userID string) string {
+func (s *Store) secretPath(userID string) string {
 	return path.Join(s.prefix, userID)
 }
 
-// Load implements Store.
-func (s *kvStore) Load(ctx context.Context, userID string) (rec *Record, err error) {
-	defer func(start time.Time) { observeVault("load", start, err) }(time.Now())
+// Load returns the record of userID, or ErrNotFound; ErrLeftovers (which
+// is an ErrNotFound) when no record is readable but remains of a deleted
+// one are stored, which Delete purges.
+func (s *Store) Load(ctx context.Context, userID string) (rec *Record, err error) {
+	defer func(start time.Time) { s.observed("load", start, err) }(time.Now())
 	var sec *api.KVSecret
 	err = s.auth.do(ctx, func() (err error) {
 		if s.version == 1 {
@@ -71,9 +79,9 @@ func (s *kvStore) Load(ctx context.Context, userID string) (rec *Record, err err
 	}
 	switch {
 	case s.version == 1:
-		rec.version = kv1Version(sec.Data)
+		rec.Version = kv1Version(sec.Data)
 	case sec.VersionMetadata != nil:
-		rec.version = sec.VersionMetadata.Version
+		rec.Version = sec.VersionMetadata.Version
 	}
 	return rec, nil
 }
@@ -89,15 +97,18 @@ func kv1Version(data map[string]any) int {
 	return int(binary.BigEndian.Uint64(sum[:8])>>2) | 1
 }
 
-// Save implements Store. On KV v2 it is a check-and-set write: a new
+// Save writes rec if the stored record is still the one rec was loaded
+// from (none, for a new Record), or returns ErrConflict. After it, no
+// older version of the password is readable. On KV v2 it is a
+// check-and-set write: a new
 // record is written with cas=0 (create only, one round trip, the common
 // case), a loaded one with cas=<its version>. Then the older versions are
 // destroyed, so the previous password is not readable. The write and the
 // destroy are two steps: when only the destroy fails (or needs a new
 // token), the write is not repeated. KV v1 has no versions and no
 // check-and-set: see saveKV1.
-func (s *kvStore) Save(ctx context.Context, rec *Record) (err error) {
-	defer func(start time.Time) { observeVault("save", start, err) }(time.Now())
+func (s *Store) Save(ctx context.Context, rec *Record) (err error) {
+	defer func(start time.Time) { s.observed("save", start, err) }(time.Now())
 	data, err := encodeRecord(rec)
 	if err != nil {
 		return err
@@ -126,7 +137,7 @@ func (s *kvStore) Save(ctx context.Context, rec *Record) (err error) {
 // record). So within a process a write never lands on a record deleted
 // or changed since it was read, and a re-provisioning sees the stored
 // created_at.
-func (s *kvStore) saveKV1(ctx context.Context, p string, rec *Record, data map[string]any) error {
+func (s *Store) saveKV1(ctx context.Context, p string, rec *Record, data map[string]any) error {
 	unlock, err := s.locks.lock(ctx, p)
 	if err != nil {
 		return err
@@ -143,7 +154,7 @@ func (s *kvStore) saveKV1(ctx context.Context, p string, rec *Record, data map[s
 		default:
 			stored = kv1Version(cur.Data)
 		}
-		if stored != rec.version {
+		if stored != rec.Version {
 			return ErrConflict
 		}
 		return kv.Put(ctx, p, data)
@@ -152,9 +163,9 @@ func (s *kvStore) saveKV1(ctx context.Context, p string, rec *Record, data map[s
 
 // put writes rec with check-and-set and returns the older versions to
 // destroy.
-func (s *kvStore) put(ctx context.Context, p string, rec *Record, data map[string]any) ([]int, error) {
+func (s *Store) put(ctx context.Context, p string, rec *Record, data map[string]any) ([]int, error) {
 	kv := s.client.KVv2(s.mount)
-	cas := rec.version
+	cas := rec.Version
 	written, err := kv.Put(ctx, p, data, api.WithCheckAndSet(cas))
 	if isCASMismatch(err) && cas == 0 {
 		// The path may hold a deleted (not destroyed) version, left by
@@ -183,11 +194,12 @@ func (s *kvStore) put(ctx context.Context, p string, rec *Record, data map[strin
 	return older, nil
 }
 
-// Delete implements Store. On KV v2 it deletes the metadata, which removes
+// Delete removes the record of userID and every version of it. On KV v2
+// it deletes the metadata, which removes
 // every version, deleted ones included. On KV v1 it takes the user's lock,
 // so a write that re-read the secret before the delete lands before it.
-func (s *kvStore) Delete(ctx context.Context, userID string) (err error) {
-	defer func(start time.Time) { observeVault("delete", start, err) }(time.Now())
+func (s *Store) Delete(ctx context.Context, userID string) (err error) {
+	defer func(start time.Time) { s.observed("delete", start, err) }(time.Now())
 	p := s.secretPath(userID)
 	if s.version == 1 {
 		unlock, err := s.locks.lock(ctx, p)
@@ -214,25 +226,75 @@ func isCASMismatch(err error) bool {
 	return false
 }
 
-// encodeRecord turns rec into the secret's fields. Going through JSON keeps
-// the field names in one place, the struct tags of Record.
-func encodeRecord(rec *Record) (map[string]any, error) {
-	raw, err := json.Marshal(rec)
-	if err != nil {
-		return nil, err
-	}
-	var data map[string]any
-	return data, json.Unmarshal(raw, &data)
+var (
+	// ErrNotFound is returned by Load when the user has no record.
+	ErrNotFound = errors.New("no record")
+	// ErrLeftovers is returned by Load when the current version of the
+	// record was deleted or destroyed outside the module (an operator's
+	// "vault kv delete") while its metadata, and maybe versions that
+	// "vault kv undelete" would bring back, remain.
+	ErrLeftovers = fmt.Errorf("%w; deleted versions remain", ErrNotFound)
+	// ErrConflict is returned by Save when the record changed since it was
+	// loaded.
+	ErrConflict = errors.New("record changed concurrently")
+)
+
+// Options are what a Store needs besides its Config.
+type Options struct {
+	// Replacer replaces the placeholders of the address, token and
+	// namespace.
+	Replacer *caddy.Replacer
+	// Logger gets the token's lifecycle: logins, renewals, rotations.
+	Logger *zap.Logger
+	// Observe, if set, is told of every operation (load, save, delete,
+	// list): how long it took, retries and re-login included, and, when
+	// it failed for another reason than a missing or changed record, the
+	// kind of failure (see errors.go). The handler feeds its metrics with
+	// it.
+	Observe func(op string, took time.Duration, failure string)
+	// Now is the clock of the login backoff. Default: time.Now
+	Now func() time.Time
 }
 
-func decodeRecord(data map[string]any) (*Record, error) {
-	raw, err := json.Marshal(data)
+// New builds the store of c, whose defaults are set. It makes no network
+// call: Caddy must start while Vault is down; the first request logs in.
+func New(c *Config, o Options) (*Store, error) {
+	if o.Replacer == nil {
+		o.Replacer = caddy.NewReplacer()
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	client, httpClient, err := newClient(c, o.Replacer)
 	if err != nil {
 		return nil, err
 	}
-	var rec Record
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		return nil, fmt.Errorf("stored record is malformed: %w", err)
+	return &Store{
+		client: client, http: httpClient, auth: newAuth(client, c, o.Logger, o.Now),
+		mount: c.Mount, prefix: c.PathPrefix, version: c.KVVersion, observe: o.Observe,
+	}, nil
+}
+
+// Close stops the token's renewal goroutines and waits for them, and
+// closes the kept-alive connections (and the goroutines serving them):
+// each config has its own client, and a reload must leave none behind.
+func (s *Store) Close() error {
+	s.auth.close()
+	s.http.CloseIdleConnections()
+	return nil
+}
+
+// observed reports one operation to the observer.
+func (s *Store) observed(op string, start time.Time, err error) {
+	if s.observe == nil {
+		return
 	}
-	return &rec, nil
+	failure := ""
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
+		failure = vaultErrorKind(err)
+	}
+	s.observe(op, time.Since(start), failure)
 }

@@ -1,4 +1,4 @@
-package caddyapppw
+package vaultkv
 
 import (
 	"errors"
@@ -11,23 +11,24 @@ import (
 	"github.com/hashicorp/vault/api"
 )
 
-// maxIdleVaultConns is how many kept-alive connections to Vault a config
+// maxIdleConns is how many kept-alive connections to Vault a config
 // holds, enough for the concurrent requests of a busy instance.
-const maxIdleVaultConns = 64
+const maxIdleConns = 64
 
-// newVaultClient builds the client of the official Vault library. It
+// newClient builds the client of the official Vault library. It
 // starts from api.DefaultConfig, so every VAULT_* variable works as in
 // Vault's own CLI, and the config's explicit values win over them. It does
-// no network I/O: Caddy must be able to start while Vault is down.
-func newVaultClient(v *VaultConfig, repl *caddy.Replacer) (*api.Client, error) {
+// no network I/O: Caddy must be able to start while Vault is down. It
+// returns the HTTP client too, whose idle connections Close ends.
+func newClient(v *Config, repl *caddy.Replacer) (*api.Client, *http.Client, error) {
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
-		return nil, fmt.Errorf("VAULT_* environment: %w", cfg.Error)
+		return nil, nil, fmt.Errorf("VAULT_* environment: %w", cfg.Error)
 	}
 	if addr := repl.ReplaceKnown(v.Address, ""); addr != "" {
 		cfg.Address = addr
 	} else if os.Getenv(api.EnvVaultAddress) == "" {
-		return nil, errors.New("address is required: set it in the vault block or in VAULT_ADDR")
+		return nil, nil, errors.New("address is required: set it in the vault block or in VAULT_ADDR")
 	}
 	cfg.Timeout = time.Duration(v.Timeout)
 	cfg.MaxRetries = max(v.MaxRetries, 0)
@@ -35,7 +36,7 @@ func newVaultClient(v *VaultConfig, repl *caddy.Replacer) (*api.Client, error) {
 	// burst of provisionings the rest are closed and dialled again, which
 	// costs Vault and Caddy more CPU than the writes themselves.
 	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
-		t.MaxIdleConnsPerHost = maxIdleVaultConns
+		t.MaxIdleConnsPerHost = maxIdleConns
 	}
 	// Logins use a clone of the client without its token; the clone must
 	// keep the namespace header.
@@ -52,13 +53,13 @@ func newVaultClient(v *VaultConfig, repl *caddy.Replacer) (*api.Client, error) {
 			Insecure:      v.InsecureSkipVerify,
 		}
 		if err := cfg.ConfigureTLS(tls); err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
+			return nil, nil, fmt.Errorf("tls: %w", err)
 		}
 	}
 
 	client, err := api.NewClient(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// NewClient took VAULT_TOKEN; a configured auth method replaces it.
 	if v.TokenFile != "" || v.AppRole != nil || v.Kubernetes != nil {
@@ -70,5 +71,5 @@ func newVaultClient(v *VaultConfig, repl *caddy.Replacer) (*api.Client, error) {
 	if ns := repl.ReplaceKnown(v.Namespace, ""); ns != "" {
 		client.SetNamespace(ns)
 	}
-	return client, nil
+	return client, cfg.HttpClient, nil
 }
