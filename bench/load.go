@@ -31,6 +31,9 @@ type result struct {
 	first50, first99 time.Duration
 	firsts           []time.Duration
 	cpu              []time.Duration // per process in processes, during these requests
+	// A gauge read at the start of each round (alternate): the keys
+	// stored in Vault, so the report shows both sides met a Vault as full.
+	gauge []int64
 }
 
 // rps is the rate of correct answers.
@@ -148,4 +151,85 @@ func newClient(workers int) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns, t.MaxIdleConnsPerHost = workers*2, workers*2
 	return &http.Client{Transport: t}
+}
+
+// roundLimit bounds a round of a fixed number of requests: only a harness
+// or a server that hangs ever reaches it.
+const roundLimit = 2 * time.Minute
+
+// rounds says how alternate cuts a scenario's rounds.
+type rounds struct {
+	// n is the requests per side per round; 0: a round lasts plan.round.
+	// With a fixed count, alternating rounds (A B B A A B …, an even
+	// number) leave each side as many writes behind it on average.
+	n     int
+	gauge func() int64 // read at the start of each round of each side; nil: none
+}
+
+// alternate runs A and B in turns, round after round, swapping which goes
+// first, so drift in the machine's load (and in Vault's keys stored)
+// falls on both alike. It also sums the CPU each process spent during
+// each side's rounds.
+func alternate(p plan, rd rounds, a, b probe) (result, result) {
+	var ra, rb []result
+	var ga, gb []int64
+	cpuA, cpuB := make([]time.Duration, len(processes)), make([]time.Duration, len(processes))
+	run := func(f probe, rs *[]result, cpu []time.Duration, g *[]int64) {
+		if rd.gauge != nil {
+			*g = append(*g, rd.gauge())
+		}
+		before := make([]time.Duration, len(processes))
+		for i, pr := range processes {
+			before[i] = cpuTime(pr.pid)
+		}
+		d := p.round
+		if rd.n > 0 {
+			d = roundLimit
+		}
+		*rs = append(*rs, closedLoop(p.workers, d, rd.n, f))
+		for i, pr := range processes {
+			cpu[i] += cpuTime(pr.pid) - before[i]
+		}
+	}
+	for i := range p.rounds {
+		if i%2 == 0 {
+			run(a, &ra, cpuA, &ga)
+			run(b, &rb, cpuB, &gb)
+		} else {
+			run(b, &rb, cpuB, &gb)
+			run(a, &ra, cpuA, &ga)
+		}
+	}
+	A, B := merge(ra), merge(rb)
+	A.cpu, B.cpu = cpuA, cpuB
+	A.gauge, B.gauge = ga, gb
+	return A, B
+}
+
+// warmUp sends p.warmup requests on each side, A first then B: the
+// connections are open and the caches warm before the measured rounds,
+// the rates tell perRound how long a round of n requests lasts, and both
+// sides leave as many keys behind.
+func warmUp(p plan, a, b probe) (result, result) {
+	return closedLoop(p.workers, roundLimit, p.warmup, a), closedLoop(p.workers, roundLimit, p.warmup, b)
+}
+
+// perRound is the number of requests per side per round for which a
+// round lasts about p.round at the mean of the two warm-up rates; at
+// least 4 per worker.
+func perRound(p plan, a, b result) int {
+	n := int((a.rps() + b.rps()) / 2 * p.round.Seconds())
+	return max(n, 4*p.workers)
+}
+
+// mean is the mean of a gauge's readings.
+func mean(xs []int64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	var sum int64
+	for _, x := range xs {
+		sum += x
+	}
+	return float64(sum) / float64(len(xs))
 }

@@ -2,13 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddy-apppw/caddy-apppw/internal/caddyproc"
 )
@@ -22,6 +22,12 @@ func startBackend(p *pacer) (string, func()) {
 		_, _ = w.Write(kibBody)
 	})
 	mux.HandleFunc("/sse", p.serve)
+	// The stand-in MCP server's own copy of the POST route, for the
+	// rejection scenarios' pass-through side (probes.go).
+	mux.HandleFunc("POST /api/v1/users/{uid}/app-password", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		rejectionFor(w, r.PathValue("uid"))
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
 	srv := &http.Server{Handler: mux}
@@ -49,18 +55,6 @@ func rss(pid int) int64 {
 		}
 	}
 	return 0
-}
-
-// cpuTime is the user+system CPU a process has used, from /proc.
-func cpuTime(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	must(err)
-	// Fields after the command name (which may hold spaces, in parens).
-	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	const ticksPerSecond = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / ticksPerSecond
 }
 
 func freeAddr() string {
