@@ -20,17 +20,23 @@ const (
 // cli runs the command against target with env as its environment.
 func cli(t *testing.T, target Target, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return cliWith(t, func(_ context.Context, configPath, adapter string) (Target, error) {
+		if configPath != "Caddyfile" || adapter != "" {
+			t.Errorf("openTarget(%q, %q), want the --config value and no adapter", configPath, adapter)
+		}
+		return target, nil
+	}, env, args...)
+}
+
+// cliWith runs the command with open as its openTarget.
+func cliWith(t *testing.T, open func(ctx context.Context, configPath, adapter string) (Target, error), env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	c := command{
-		getenv: func(k string) string { return env[k] },
-		openTarget: func(_ context.Context, configPath string) (Target, error) {
-			if configPath != "Caddyfile" {
-				t.Errorf("openTarget(%q), want the --config value", configPath)
-			}
-			return target, nil
-		},
-		stdout: &out,
-		stderr: &errOut,
+		getenv:     func(k string) string { return env[k] },
+		openTarget: open,
+		stdout:     &out,
+		stderr:     &errOut,
 	}
 	code = c.run(t.Context(), args)
 	return code, out.String(), errOut.String()
@@ -46,31 +52,82 @@ func noSecrets(t *testing.T, out string, secrets ...string) {
 	}
 }
 
+// store is what a scenario imports into: the memory target, or the
+// plugin's Vault store named by a Caddyfile.
+type store struct {
+	// config is the --config value, open the command's openTarget.
+	config string
+	open   func(ctx context.Context, configPath, adapter string) (Target, error)
+	// seed stores rec as the module would have, outside the import.
+	seed func(t *testing.T, rec Record)
+	// snapshot reads every stored record back.
+	snapshot func(t *testing.T) map[string]Record
+	// writes counts the import's successful writes so far.
+	writes func() int
+	// versions, if set, is the storage's own account of writes (KV v2
+	// versions): equal before and after means nothing was written.
+	versions func(t *testing.T) map[string]int
+}
+
+// memStore is a store in memory.
+func memStore(target *memTarget) store {
+	return store{
+		config: "Caddyfile",
+		open: func(context.Context, string, string) (Target, error) {
+			return target, nil
+		},
+		seed:     func(_ *testing.T, rec Record) { target.seed(rec) },
+		snapshot: func(*testing.T) map[string]Record { return target.snapshot() },
+		writes:   target.writes,
+	}
+}
+
 // scenario imports the fixture's rows from dbURL into an in-memory target
 // in which frank has a newer record and judy an older one: a dry run, the
 // import, and a second import. extraSecrets (a database password) must
 // not show either.
 func scenario(t *testing.T, f fixture, dbURL string, extraSecrets ...string) {
+	scenarioInto(t, memStore(newMemTarget()), f, dbURL, extraSecrets...)
+}
+
+// scenarioInto is scenario with the store given.
+func scenarioInto(t *testing.T, st store, f fixture, dbURL string, extraSecrets ...string) {
 	env := map[string]string{"TOKEN_ENCRYPTION_KEY": f.Key}
-	target := newMemTarget()
 	frank, judy := f.row("frank").record(t), f.row("judy").record(t)
 	frank.AppPassword, frank.UpdatedAt = "newer-password-of-frank-0000", frank.UpdatedAt+100
 	judy.AppPassword, judy.UpdatedAt = "older-password-of-judy-00000", 1600000000
-	target.seed(frank)
-	target.seed(judy)
-	before := target.snapshot()
+	st.seed(t, frank)
+	st.seed(t, judy)
+	before := st.snapshot(t)
+	var versions map[string]int
+	if st.versions != nil {
+		versions = st.versions(t)
+	}
+	unwritten := func(name string, want map[string]Record) {
+		t.Helper()
+		if got := st.snapshot(t); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s changed the records: %+v", name, got)
+		}
+		if st.versions == nil {
+			return
+		}
+		if got := st.versions(t); !reflect.DeepEqual(got, versions) {
+			t.Fatalf("%s wrote: versions %v, before %v", name, got, versions)
+		}
+	}
 	secrets := append(f.secrets(), extraSecrets...)
+	config := []string{"--config", st.config}
 
 	check := func(name string, args []string, wantCode int, want string) {
 		t.Helper()
-		code, out, errOut := cli(t, target, env, args...)
+		code, out, errOut := cliWith(t, st.open, env, args...)
 		if code != wantCode || out != want {
 			t.Errorf("%s: exit %d, stdout:\n%s\nstderr:\n%s\nwant exit %d, stdout:\n%s", name, code, out, errOut, wantCode, want)
 		}
 		noSecrets(t, out+errOut, secrets...)
 	}
 
-	check("dry run", []string{"--from", dbURL, "--config", "Caddyfile", "--dry-run"}, exitFailed, `failed "../heidi": `+whyUserID+`
+	check("dry run", append([]string{"--from", dbURL, "--dry-run"}, config...), exitFailed, `failed "../heidi": `+whyUserID+`
 would import alice
 would import bob
 would import carol
@@ -81,14 +138,12 @@ failed grace: `+whyScopes+`
 would import judy
 dry run, nothing written: 4 would import, 1 skipped, 4 failed
 `)
-	if n := target.writes(); n != 0 {
+	if n := st.writes(); n != 0 {
 		t.Fatalf("dry run wrote %d records", n)
 	}
-	if got := target.snapshot(); !reflect.DeepEqual(got, before) {
-		t.Fatalf("dry run changed the target: %+v", got)
-	}
+	unwritten("dry run", before)
 
-	check("import", []string{"--from", dbURL, "--config", "Caddyfile"}, exitFailed, `failed "../heidi": `+whyUserID+`
+	check("import", append([]string{"--from", dbURL}, config...), exitFailed, `failed "../heidi": `+whyUserID+`
 imported alice
 imported bob
 imported carol
@@ -103,7 +158,7 @@ imported judy
 	for _, id := range []string{"alice", "bob", "carol", "judy"} {
 		want[id] = f.row(id).record(t)
 	}
-	got := target.snapshot()
+	got := st.snapshot(t)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("records after the import:\n%#v\nwant:\n%#v", got, want)
 	}
@@ -117,9 +172,12 @@ imported judy
 	if got["bob"].UpdatedAt != 4102444800 {
 		t.Errorf("bob: updated_at %d, want the BIGINT 4102444800", got["bob"].UpdatedAt)
 	}
-	writes := target.writes()
+	writes := st.writes()
+	if st.versions != nil {
+		versions = st.versions(t)
+	}
 
-	check("second import", []string{"--from", dbURL, "--config", "Caddyfile"}, exitFailed, `failed "../heidi": `+whyUserID+`
+	check("second import", append([]string{"--from", dbURL}, config...), exitFailed, `failed "../heidi": `+whyUserID+`
 skipped alice: already up to date (updated_at 1700000000)
 skipped bob: already up to date (updated_at 4102444800)
 skipped carol: already up to date (updated_at 1700000300)
@@ -130,12 +188,10 @@ failed grace: `+whyScopes+`
 skipped judy: already up to date (updated_at 1700001100)
 0 imported, 5 skipped, 4 failed
 `)
-	if n := target.writes(); n != writes {
+	if n := st.writes(); n != writes {
 		t.Errorf("second import wrote %d records", n-writes)
 	}
-	if !reflect.DeepEqual(target.snapshot(), want) {
-		t.Error("second import changed the records")
-	}
+	unwritten("second import", want)
 }
 
 func TestImportSQLite(t *testing.T) {
@@ -231,18 +287,6 @@ func TestKeyFromEnvironmentOnly(t *testing.T) {
 				t.Error("wrote records")
 			}
 		})
-	}
-}
-
-// Until the lead wires it, the Vault target says so and nothing happens.
-func TestTargetNotWired(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "tokens.db")
-	f := generate(t, "--sqlite", db)
-	var out, errOut bytes.Buffer
-	c := command{getenv: envMap{"TOKEN_ENCRYPTION_KEY": f.Key}.get, openTarget: openTarget, stdout: &out, stderr: &errOut}
-	code := c.run(t.Context(), []string{"--from", "sqlite:///" + db, "--config", "Caddyfile"})
-	if code != exitUsage || out.String() != "" || errOut.String() != "import-mcp-db: --config Caddyfile: the Vault target is not wired yet\n" {
-		t.Errorf("exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/fernet/fernet-go"
 )
@@ -42,6 +43,7 @@ func (im *importer) run(ctx context.Context, rows []Row) tally {
 			break // interrupted: the users not reached are in no count
 		}
 		o, why := im.one(ctx, r)
+		why = oneLine(why)
 		t[o]++
 		id := printableID(r)
 		switch {
@@ -94,4 +96,11 @@ func (im *importer) one(ctx context.Context, r Row) (outcome, string) {
 		}
 	}
 	return failed, "Vault's record kept changing during the import: run it again"
+}
+
+// oneLine folds a reason onto one line: one user, one line, also when the
+// reason is Vault's error text, which spans lines (URL, code, a list of
+// errors).
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }

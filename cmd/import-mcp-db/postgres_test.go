@@ -196,6 +196,14 @@ func TestImportPostgres(t *testing.T) {
 			scenario(t, f, scheme+strings.TrimPrefix(owner, "postgresql"), dbPassword, url.QueryEscape(dbPassword))
 		})
 	}
+	// The same into the plugin's Vault store named by a Caddyfile, then
+	// that Caddyfile in Caddy.
+	t.Run("into Vault", func(t *testing.T) {
+		e := newVaultEnv(t, 2, tokenAuth)
+		scenarioInto(t, e.store(), f, "postgresql+psycopg"+strings.TrimPrefix(owner, "postgresql"), dbPassword, url.QueryEscape(dbPassword))
+		e.throughCaddy(f, "alice", "bob", "carol", "judy")
+		e.listed()
+	})
 
 	// A wrong database password stops the run before anything is read,
 	// without showing the password.

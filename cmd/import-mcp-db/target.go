@@ -24,13 +24,14 @@ type Current struct {
 	// UpdatedAt is the stored record's updated_at (when Found).
 	UpdatedAt int64
 	// Rev identifies the stored version for check-and-set. It is the
-	// target's own (a KV v2 version number, or the record as loaded); the
-	// import never looks inside, it only hands it back to Put.
+	// target's own (the Vault store's record version); the import never
+	// looks inside, it only hands it back to Put.
 	Rev any
 }
 
 // Target is where the records go: in production the module's own Vault
-// store, opened from the Caddyfile's app_password handler (openTarget).
+// store, opened from the Caddyfile's app_password handler (openTarget in
+// vault.go); in tests also a store in memory.
 //
 // The import never overwrites a record it has not seen: Put is a
 // check-and-set against what Current returned, so a user who provisions
@@ -47,12 +48,3 @@ type Target interface {
 // ErrConflict is returned by Target.Put when the user's record changed
 // since Current looked at it.
 var ErrConflict = errors.New("record changed concurrently")
-
-// openTarget opens the Vault store of the app_password handler in the
-// Caddyfile at configPath, with its auth method and TLS settings.
-//
-// SEAM: not wired yet. The lead replaces this function with one
-// that adapts the plugin's Vault store (internal/vaultkv) to Target.
-func openTarget(ctx context.Context, configPath string) (Target, error) {
-	return nil, errors.New("the Vault target is not wired yet")
-}
