@@ -31,13 +31,18 @@ type apiRequest struct {
 	// leftovers: the user has no readable record, but the store holds
 	// remains of a deleted one (vaultkv.ErrLeftovers), which DELETE purges.
 	leftovers bool
+	// next is the handler after this one (the reverse_proxy to the MCP
+	// server), and body the request body as read: what a delivery
+	// re-sends, since the body can be read only once.
+	next caddyhttp.Handler
+	body []byte
 }
 
 // serveAPI answers one request of the API. The log line is written before
 // the answer, so a client that has its answer can rely on the line.
-func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rt route, rawUserID string) {
+func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, rt route, rawUserID string, next caddyhttp.Handler) {
 	start := time.Now()
-	req := &apiRequest{r: r, route: rt, userID: rawUserID}
+	req := &apiRequest{r: r, route: rt, userID: rawUserID, next: next}
 
 	body, e := h.handleSafely(req)
 	status := http.StatusOK
@@ -112,6 +117,12 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 	case req.route == routeUserScopes:
 		body, e = h.updateScopes(req)
 	}
+	// 8. With delivery on, the change Vault took goes on to the MCP
+	// server, still under this attempt's reservation: a change it does
+	// not accept is given back, not counted.
+	if e == nil && h.DeliverToMCP && delivered(req.route, method) {
+		e = h.deliver(req)
+	}
 	if (e != nil && e.counted) || (e == nil && method == http.MethodPost) {
 		req.res.Commit(h.now())
 	}
@@ -144,6 +155,7 @@ func (h *Handler) provision(req *apiRequest) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
+	req.body = data
 	body, e := parseBody(data, h.scopes)
 	if e != nil {
 		return nil, e
@@ -188,11 +200,24 @@ func (h *Handler) status(req *apiRequest) (any, *apiError) {
 
 // remove is DELETE app-password.
 func (h *Handler) remove(req *apiRequest) (any, *apiError) {
+	// The module reads nothing of a DELETE body, but a delivery re-sends
+	// it: the MCP server checks the password as the body's username, if
+	// any. Read before the checks, as a POST body is.
+	if h.DeliverToMCP {
+		data, e := readBody(req.r)
+		if e != nil {
+			return nil, e
+		}
+		req.body = data
+	}
 	rec, e := h.loadAndAuthenticate(req, errInvalidCreds)
 	if e != nil {
 		return nil, e
 	}
 	if rec == nil && !req.leftovers {
+		// With delivery on this is handed on all the same: a user
+		// provisioned before the module exists only in the MCP server's
+		// database, and the deletion must reach it there.
 		return messageResponse{Success: true, Message: "No app password found to delete"}, nil
 	}
 	// With leftovers only, the versions an operator deleted could still
@@ -227,6 +252,7 @@ func (h *Handler) updateScopes(req *apiRequest) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
+	req.body = data
 	if len(strings.TrimSpace(string(data))) == 0 {
 		return nil, errBodyNotObject
 	}
@@ -408,7 +434,9 @@ func (h *Handler) logRequest(r *http.Request, req *apiRequest, status int, e *ap
 		userID = "" // never log raw attacker input
 	}
 	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	fields := []zap.Field{
+	lf := getLogFields()
+	defer putLogFields(lf)
+	fields := append(lf[:0],
 		zap.String("route", string(req.route)),
 		zap.String("method", method),
 		zap.String("user_id", userID),
@@ -416,7 +444,7 @@ func (h *Handler) logRequest(r *http.Request, req *apiRequest, status int, e *ap
 		zap.Int("status", status),
 		zap.String("client_ip", clientIP),
 		zap.Duration("latency", latency),
-	}
+	)
 	if isAuditable(req.route, r.Method) {
 		h.audit.Info(auditMessage(req.route, r.Method), fields[:6]...)
 	}

@@ -217,6 +217,7 @@ func TestNextcloudUnreachableAndTimeout(t *testing.T) {
 }
 
 func TestVaultUnavailable(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	e.nc.AddUser("alice", "", alicePW)
 	e.vaultAddr = "http://127.0.0.1:1"

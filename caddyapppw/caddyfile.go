@@ -1,6 +1,7 @@
 package caddyapppw
 
 import (
+	"math"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
 	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
+	"github.com/caddy-apppw/caddy-apppw/internal/sweep"
 	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
 
@@ -78,6 +80,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        }
 //	        on_error local|deny
 //	    }
+//	    deliver_to_mcp
+//	    sweep [off] {
+//	        interval       <duration>
+//	        rate           <checks_per_second>
+//	        concurrency    <n>
+//	        slow_threshold <duration>
+//	        max_failures   <n>
+//	        off
+//	    }
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -102,6 +113,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.unmarshalVault(d)
 		case "rate_limit":
 			err = h.unmarshalRateLimit(d)
+		case "sweep":
+			err = h.unmarshalSweep(d)
+		case "deliver_to_mcp":
+			h.DeliverToMCP = true
+			err = noArgs(d)
 		default:
 			err = d.Errf("unrecognized app_password option '%s'", d.Val())
 		}
@@ -256,6 +272,63 @@ func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser) error {
 	if rl.Redis != nil && rl.Redis.URL == "" {
 		return d.Err("rate_limit: on_error goes with redis <url>")
 	}
+	return nil
+}
+
+// unmarshalSweep reads the sweep block; "sweep off" is short for a block
+// with off alone.
+func (h *Handler) unmarshalSweep(d *caddyfile.Dispenser) error {
+	if h.Sweep == nil {
+		h.Sweep = new(sweep.Config)
+	}
+	sw := h.Sweep
+	if d.NextArg() {
+		if d.Val() != "off" {
+			return d.Errf("sweep: unrecognized argument '%s' (only 'off')", d.Val())
+		}
+		sw.Off = true
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "interval":
+			err = durationArg(d, &sw.Interval)
+		case "rate":
+			err = rateArg(d, &sw.Rate)
+		case "concurrency":
+			err = intArg(d, &sw.Concurrency)
+		case "slow_threshold":
+			err = durationArg(d, &sw.SlowThreshold)
+		case "max_failures":
+			err = intArg(d, &sw.MaxFailures)
+		case "off":
+			sw.Off = true
+			err = noArgs(d)
+		default:
+			err = d.Errf("unrecognized sweep option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rateArg reads a positive number (fractions allowed) argument.
+func rateArg(d *caddyfile.Dispenser, dst *float64) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(f > 0) || math.IsInf(f, 0) {
+		return d.Errf("%s: '%s' is not a positive number", opt, s)
+	}
+	*dst = f
 	return nil
 }
 

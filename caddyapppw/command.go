@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path"
 	"slices"
 	"time"
 
@@ -22,6 +23,8 @@ func init() {
 		Short: "Commands of the app_password module",
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(checkCommand())
+			cmd.AddCommand(listCommand())
+			cmd.AddCommand(sweepCommand())
 		},
 	})
 }
@@ -63,44 +66,79 @@ func cmdCheck(fl caddycmd.Flags) (int, error) {
 // runCheck loads a config and checks each app_password handler in it. It
 // reports whether every check passed.
 func runCheck(ctx context.Context, out io.Writer, configFile, adapter string) (bool, error) {
-	cfg, _, _, err := caddycmd.LoadConfig(configFile, adapter)
+	handlers, err := loadHandlers(configFile, adapter)
 	if err != nil {
 		return false, err
-	}
-	var raw any
-	if err := json.Unmarshal(cfg, &raw); err != nil {
-		return false, err
-	}
-	handlers := findHandlers(raw, nil)
-	if len(handlers) == 0 {
-		return false, fmt.Errorf("no app_password handler in %s", configFile)
 	}
 	allOK := true
 	for i, hj := range handlers {
 		fmt.Fprintf(out, "app_password handler %d of %d\n", i+1, len(handlers))
-		var h Handler
-		if err := json.Unmarshal(hj, &h); err != nil {
-			return false, err
-		}
-		cctx, cancel := caddy.NewContext(caddy.Context{Context: ctx})
-		err := h.Provision(cctx)
+		h, done, err := provisionForCommand(ctx, hj)
 		if err != nil {
-			cancel()
-			fmt.Fprintf(out, "FAIL config: %v\n", err)
+			fmt.Fprintf(out, "FAIL %v\n", err)
 			allOK = false
 			continue
 		}
-		for _, r := range h.check(cctx) {
+		for _, r := range h.check(ctx) {
 			status := "ok  "
 			if r.err != nil {
 				status, allOK = "FAIL", false
 			}
 			fmt.Fprintf(out, "%s %s: %s\n", status, r.name, r.detail())
 		}
-		_ = h.Cleanup()
-		cancel()
+		done()
 	}
 	return allOK, nil
+}
+
+// loadHandlers loads a config file, adapting it as `caddy run` would, and
+// returns the JSON of each app_password handler in it.
+func loadHandlers(configFile, adapter string) ([]json.RawMessage, error) {
+	cfg, _, _, err := caddycmd.LoadConfig(configFile, adapter)
+	if err != nil {
+		return nil, err
+	}
+	var raw any
+	if err := json.Unmarshal(cfg, &raw); err != nil {
+		return nil, err
+	}
+	handlers := findHandlers(raw, nil)
+	if len(handlers) == 0 {
+		return nil, fmt.Errorf("no app_password handler in %s", configFile)
+	}
+	return handlers, nil
+}
+
+// provisionForCommand provisions one handler for a command, as Caddy
+// would, but does not start its sweeper: a command uses the handler once.
+// done lets go of it. An error is a config error, prefixed "config: ".
+func provisionForCommand(ctx context.Context, raw json.RawMessage) (h *Handler, done func(), err error) {
+	// Logged through Caddy's default logger (stderr), under the
+	// module's name: the sweep's audit lines among them.
+	h = &Handler{noSchedule: true, commandLogger: caddy.Log().Named("http.handlers.app_password")}
+	if err := json.Unmarshal(raw, h); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	cctx, cancel := caddy.NewContext(caddy.Context{Context: ctx})
+	if err := h.Provision(cctx); err != nil {
+		// As Caddy does: a handler that failed half-way cleans up
+		// what it built.
+		_ = h.Cleanup()
+		cancel()
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	return h, func() { _ = h.Cleanup(); cancel() }, nil
+}
+
+// storeName names the Vault store a handler uses, for the commands'
+// output: "<mount>/<path_prefix> at <address>" (and the namespace).
+func (h *Handler) storeName() string {
+	b := h.vault.Backend()
+	name := path.Join(b.Mount, b.Prefix) + " at " + b.Client.Address()
+	if ns := b.Client.Namespace(); ns != "" {
+		name += " (namespace " + ns + ")"
+	}
+	return name
 }
 
 // findHandlers walks a JSON config and returns every object whose
@@ -146,7 +184,11 @@ func (h *Handler) check(ctx context.Context) []checkResult {
 	if h.vault == nil {
 		results = append(results, checkResult{name: "vault", err: errors.New("the handler uses no Vault store")})
 	} else {
-		for _, c := range h.vault.Checks(ctx) {
+		var also []string
+		if h.sweepUsesVaultLease() {
+			also = append(also, leaseRecord)
+		}
+		for _, c := range h.vault.Checks(ctx, also...) {
 			results = append(results, checkResult{name: c.Name, ok: c.OK, err: c.Err})
 		}
 	}

@@ -29,6 +29,7 @@ func runCheckOn(t *testing.T, caddyfileText string) (bool, string) {
 }
 
 func TestCheckCommand(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	e.vaultAuth = "token " + tokenWithPolicy(t, e, policyFor(t, e, "policy.hcl"), map[string]any{"ttl": "1h"})
 
@@ -91,5 +92,51 @@ func TestCheckCommandExitCode(t *testing.T) {
 	code, err = run("http://127.0.0.1:0 {\n\trespond ok\n}\n")
 	if code != 1 || err == nil || !strings.HasPrefix(err.Error(), "no app_password handler in ") {
 		t.Fatalf("no handler: code %d, error %v", code, err)
+	}
+}
+
+// The check covers what the sweep and `list` need: LIST of the prefix,
+// and, when the scheduled rounds keep their lease in Vault, the lease
+// record beside the users'.
+func TestCheckCommandSweepCapabilities(t *testing.T) {
+	needsVault(t)
+	e := newEnv(t, "")
+	full := policyFor(t, e, "policy.hcl")
+	check := func(policy, settings string) (bool, string) {
+		t.Helper()
+		e.vaultAuth = "token " + tokenWithPolicy(t, e, policy, nil)
+		return runCheckOn(t, e.caddyfile(settings))
+	}
+	capabilities := func(out string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, " vault capabilities: ") {
+				return l
+			}
+		}
+		return out
+	}
+	dataStanza := `path "secret/data/` + e.prefix + `/*"`
+	oneLevel := strings.Replace(full, dataStanza, `path "secret/data/`+e.prefix+`/+"`, 1)
+	if oneLevel == full {
+		t.Fatalf("no %s in the policy", dataStanza)
+	}
+	for _, c := range []struct {
+		name, policy, settings, want string
+	}{
+		{"whole policy", full, "", "ok   vault capabilities: every capability the module uses on secret/" + e.prefix},
+		{"without list", strings.Replace(full, `["list"]`, `[]`, 1), "",
+			"FAIL vault capabilities: missing list on secret/metadata/" + e.prefix + "/"},
+		{"users only, lease in Vault", oneLevel, "",
+			"FAIL vault capabilities: missing create on secret/data/" + e.prefix + "/_sweep/lease, read on secret/data/" +
+				e.prefix + "/_sweep/lease, update on secret/data/" + e.prefix + "/_sweep/lease"},
+		{"users only, sweep off", oneLevel, "sweep off",
+			"ok   vault capabilities: every capability the module uses on secret/" + e.prefix},
+		{"users only, lease in Redis", oneLevel, "rate_limit {\n redis redis://127.0.0.1:1\n }",
+			"ok   vault capabilities: every capability the module uses on secret/" + e.prefix},
+	} {
+		ok, out := check(c.policy, c.settings)
+		if got := capabilities(out); got != c.want || ok != strings.HasPrefix(c.want, "ok") {
+			t.Errorf("%s: ok=%v\n%s\nwant %s", c.name, ok, out, c.want)
+		}
 	}
 }

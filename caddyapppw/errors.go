@@ -27,6 +27,11 @@ type apiError struct {
 	retryAfter  int      // 429: seconds, also sent as Retry-After
 	validScopes []string // "Invalid scopes": the accepted names
 	allow       string   // 405: the Allow header
+
+	// body is the answer's body when it was encoded ahead (the shared
+	// failures below, encoded once at start); nil: encode it when
+	// answering.
+	body []byte
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -61,7 +66,27 @@ var (
 	errNotProvisioned  = &apiError{status: http.StatusNotFound, msg: "No app password provisioned for this user", outcome: "not_provisioned"}
 	errLimiterUnavail  = &apiError{status: http.StatusServiceUnavailable, msg: "Rate limiter unavailable", outcome: "rate_limiter_unavailable"}
 	errInternal        = &apiError{status: http.StatusInternalServerError, msg: "Internal server error", outcome: "internal_error"}
+
+	// errMethodNotAllowedBase is what every 405 shares; errMethodNotAllowed
+	// adds the Allow header.
+	errMethodNotAllowedBase = &apiError{status: http.StatusMethodNotAllowed, msg: "Method not allowed", outcome: "method_not_allowed"}
 )
+
+// The shared failures answer with a body encoded once: a rejected request
+// (a malformed password, a user out of attempts) then costs no encoding.
+// A failure missing from this list is encoded when it is answered, with
+// the same result.
+func init() {
+	for _, e := range []*apiError{
+		errInvalidUserID, errMissingAuth, errBadAuthFormat, errUserMismatch, errPasswordFormat,
+		errBodyTooLarge, errInvalidJSON, errBodyNotObject, errScopesNotList, errUsernameInvalid,
+		errInvalidPassword, errInvalidCreds, errUIDMismatch, errNCServer, errNCUnreachable,
+		errNCBadResponse, errStorage, errNotProvisioned, errLimiterUnavail, errInternal,
+		errMethodNotAllowedBase,
+	} {
+		e.body = encodeError(e)
+	}
+}
 
 // retryAfterSeconds is the N of a 429 (docs/API.md): max(1, ceil(d)), so
 // a client that waits N seconds finds an attempt free.
@@ -90,5 +115,7 @@ func errInvalidScopes(bad, valid []string) *apiError {
 }
 
 func errMethodNotAllowed(allow string) *apiError {
-	return &apiError{status: http.StatusMethodNotAllowed, msg: "Method not allowed", outcome: "method_not_allowed", allow: allow}
+	e := *errMethodNotAllowedBase
+	e.allow = allow
+	return &e
 }

@@ -48,6 +48,7 @@ func verifyNoLeaks(t *testing.T) {
 }
 
 func TestVaultKilledMidLoadThenRestarted(t *testing.T) {
+	needsVault(t)
 	verifyNoLeaks(t)
 	e := newEnv(t, "")
 	ownVault(t, e)
@@ -180,6 +181,7 @@ func slowProxy(t *testing.T, target string, delay time.Duration) string {
 }
 
 func TestVaultSlowerThanTheTimeout(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	e.nc.AddUser("alice", "", alicePW)
 	e.vaultAddr = slowProxy(t, strings.TrimPrefix(e.vault.Addr, "http://"), 3*time.Second)
@@ -198,6 +200,7 @@ func TestVaultSlowerThanTheTimeout(t *testing.T) {
 }
 
 func TestVaultSealedThenUnsealed(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	dir := ownVault(t, e)
 	e.load(e.caddyfile(""))
@@ -224,6 +227,7 @@ func TestVaultSealedThenUnsealed(t *testing.T) {
 }
 
 func TestVaultTokenRevoked(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	token := tokenWithPolicy(t, e, policyFor(t, e, "policy.hcl"), nil)
 	e.vaultAuth = "token " + token

@@ -24,9 +24,15 @@ import (
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
 )
 
-// The tests that run Caddy share one dev Vault per package run (each test
-// uses its own path prefix) and run one at a time: Caddy has one running
-// config per process.
+// The tests that run Caddy run one at a time: Caddy has one running
+// config per process. In the full suite (scripts/test) they share one dev
+// Vault per package run, each test under its own path prefix. Under
+// -short (the fast lane) the handler keeps its records in a memory store
+// instead (the storeForTests seam) and no Vault is built or started: the
+// same Caddyfile, the same request path, in seconds. A test that asserts
+// what only a real Vault shows (policies, auth methods, KV v1, TLS to
+// Vault, outages) says so with needsVault, and the fast lane skips it; the
+// full suite never does.
 
 var (
 	sharedVault     *devvault.Server
@@ -42,8 +48,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// needsVault skips the test under -short, where there is no Vault: it
+// asserts what only the real one shows. In the full suite it does nothing.
+func needsVault(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the dev Vault: the full suite (scripts/test) runs it, -short does not")
+	}
+}
+
+// vaultServer is the package's shared dev Vault; under -short the test is
+// skipped (needsVault).
 func vaultServer(t *testing.T) *devvault.Server {
 	t.Helper()
+	needsVault(t)
 	sharedVaultOnce.Do(func() { sharedVault, sharedVaultErr = devvault.Run(devvault.Options{}) })
 	if sharedVaultErr != nil {
 		t.Fatal(sharedVaultErr)
@@ -70,10 +88,11 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // env is one Caddy with the module in front of a recording backend, a
-// fake Nextcloud and the dev Vault.
+// fake Nextcloud and the dev Vault, or under -short the memory store.
 type env struct {
 	t        *testing.T
-	vault    *devvault.Server
+	vault    *devvault.Server // nil under -short
+	mem      *memStore        // the handler's store under -short, else nil
 	nc       *fakenextcloud.Server
 	backend  *backend
 	clock    *fakeClock
@@ -95,7 +114,22 @@ type env struct {
 	// connection can land on the old server in the instant it shuts down,
 	// which is Caddy's to handle and not what these tests are about.
 	fixedPort bool
+	// memDefaults are the vault block's address, auth lines, mount and
+	// prefix newEnv chose: under -short a test that changes them is
+	// configuring a Vault it does not have.
+	memDefaults [4]string
 }
+
+// The vault block of the fast lane's Caddyfiles: valid, and never
+// contacted (.invalid does not resolve).
+const (
+	memVaultAddr = "http://vault.invalid:8200"
+	memVaultAuth = "token memory-store-not-a-vault-token"
+)
+
+// memory reports whether the handler's store is the memory store (-short):
+// assertions only a real Vault can answer are left out then.
+func (e *env) memory() bool { return e.mem != nil }
 
 // newEnv starts everything and loads a Caddyfile whose app_password block
 // has the extra lines given.
@@ -103,7 +137,6 @@ func newEnv(t *testing.T, settings string) *env {
 	t.Helper()
 	e := &env{
 		t:        t,
-		vault:    vaultServer(t),
 		nc:       fakenextcloud.New(t),
 		backend:  newBackend(t),
 		clock:    &fakeClock{t: time.Unix(1_800_000_000, 0)},
@@ -115,7 +148,20 @@ func newEnv(t *testing.T, settings string) *env {
 		client:   &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
 	}
 	e.base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
-	e.vaultAddr, e.vaultAuth, e.mount, e.kv = e.vault.Addr, "token "+e.vault.Token, "secret", 2
+	if testing.Short() {
+		// The vault block stays in the Caddyfile, checked as always;
+		// nothing connects to its address.
+		e.mem = newMemStore()
+		e.vaultAddr, e.vaultAuth = memVaultAddr, memVaultAuth
+		oldStore := storeForTests
+		storeForTests = func() store { return e.mem }
+		t.Cleanup(func() { storeForTests = oldStore })
+	} else {
+		e.vault = vaultServer(t)
+		e.vaultAddr, e.vaultAuth = e.vault.Addr, "token "+e.vault.Token
+	}
+	e.mount, e.kv = "secret", 2
+	e.memDefaults = [4]string{e.vaultAddr, e.vaultAuth, e.mount, e.prefix}
 	old := clock
 	clock = e.clock.Now
 	t.Cleanup(func() {
@@ -128,6 +174,11 @@ func newEnv(t *testing.T, settings string) *env {
 }
 
 func (e *env) caddyfile(settings string) string {
+	e.t.Helper()
+	if e.memory() && [4]string{e.vaultAddr, e.vaultAuth, e.mount, e.prefix} != e.memDefaults {
+		e.t.Fatalf("under -short there is no Vault, but the test configures one (address %q, auth %q, mount %q, prefix %q): call needsVault(t) at its start",
+			e.vaultAddr, e.vaultAuth, e.mount, e.prefix)
+	}
 	if !e.fixedPort {
 		e.port = freePort(e.t)
 		e.base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
@@ -273,9 +324,17 @@ func (a answer) expect(t *testing.T, status int, body string) {
 // secretPath is where the record of uid lives in this test's Vault prefix.
 func (e *env) secretPath(uid string) string { return e.prefix + "/" + uid }
 
-// stored reads uid's record straight from Vault (nil when absent).
+// stored reads uid's record straight from the store, Vault or memory, as
+// the Vault client reads it (numbers as json.Number); nil when absent.
 func (e *env) stored(uid string) map[string]any {
 	e.t.Helper()
+	if e.memory() {
+		data, _, err := e.mem.fields(uid)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return data
+	}
 	var (
 		sec *api.KVSecret
 		err error
@@ -295,9 +354,20 @@ func (e *env) stored(uid string) map[string]any {
 }
 
 // readableVersions lists the versions of uid's secret whose data can still
-// be read.
+// be read. The memory store keeps no older version: there it is the
+// current one, numbered as Vault numbers it.
 func (e *env) readableVersions(uid string) []int {
 	e.t.Helper()
+	if e.memory() {
+		data, version, err := e.mem.fields(uid)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if data == nil {
+			return nil
+		}
+		return []int{version}
+	}
 	versions, err := e.vault.Root.KVv2(e.mount).GetVersionsAsList(e.t.Context(), e.secretPath(uid))
 	if err != nil {
 		if strings.Contains(err.Error(), api.ErrSecretNotFound.Error()) {
@@ -312,6 +382,37 @@ func (e *env) readableVersions(uid string) []int {
 		}
 	}
 	return out
+}
+
+// putRecord writes a record straight into the store (in Vault as root),
+// as an operator or an older version of the module might have left it.
+func (e *env) putRecord(uid string, data map[string]any) {
+	e.t.Helper()
+	var err error
+	switch {
+	case e.memory():
+		err = e.mem.put(uid, data)
+	case e.kv == 1:
+		err = e.vault.Root.KVv1(e.mount).Put(e.t.Context(), e.secretPath(uid), data)
+	default:
+		_, err = e.vault.Root.KVv2(e.mount).Put(e.t.Context(), e.secretPath(uid), data)
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// softDelete deletes the current version of uid's secret and keeps the
+// rest, as an operator's "vault kv delete" does on KV v2.
+func (e *env) softDelete(uid string) {
+	e.t.Helper()
+	if e.memory() {
+		e.mem.softDelete(uid)
+		return
+	}
+	if err := e.vault.Root.KVv2(e.mount).Delete(e.t.Context(), e.secretPath(uid)); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // logLines returns the module's log lines (logger http.handlers.app_password).

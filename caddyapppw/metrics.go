@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
+	"github.com/caddy-apppw/caddy-apppw/internal/sweep"
 )
 
 // The module's Prometheus collectors. As with reverse_proxy's, they are
@@ -24,7 +25,13 @@ var metrics = struct {
 	nextcloudErrors    *prometheus.CounterVec
 	vaultDuration      *prometheus.HistogramVec
 	vaultErrors        *prometheus.CounterVec
+	deliveries         *prometheus.CounterVec
 	trackedUsers       prometheus.Collector
+	sweepRounds        *prometheus.CounterVec
+	sweepChecked       *prometheus.CounterVec
+	sweepDeleted       prometheus.Counter
+	sweepKept          prometheus.Counter
+	sweepLastRound     prometheus.Gauge
 }{}
 
 const metricsNamespace, metricsSubsystem = "caddy", "app_password"
@@ -52,6 +59,18 @@ func initMetrics() {
 		}, []string{"op"})
 		metrics.vaultErrors = prometheus.NewCounterVec(prometheus.CounterOpts(opts("vault_errors_total",
 			"Failed Vault operations, by operation and kind.")), []string{"op", "kind"})
+		metrics.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts(opts("deliveries_total",
+			"Changes handed on to the MCP server (deliver_to_mcp), by route and outcome: accepted, refused or unreachable.")), []string{"route", "outcome"})
+		metrics.sweepRounds = prometheus.NewCounterVec(prometheus.CounterOpts(opts("sweep_rounds_total",
+			"Sweep rounds run, by result: complete, or why the round ended early.")), []string{"result"})
+		metrics.sweepChecked = prometheus.NewCounterVec(prometheus.CounterOpts(opts("sweep_checked_total",
+			"Stored passwords the sweep checked against Nextcloud, by verdict: valid, rejected, unavailable, throttled.")), []string{"verdict"})
+		metrics.sweepDeleted = prometheus.NewCounter(prometheus.CounterOpts(opts("sweep_deleted_total",
+			"Stored passwords the sweep deleted because Nextcloud rejects them.")))
+		metrics.sweepKept = prometheus.NewCounter(prometheus.CounterOpts(opts("sweep_kept_on_error_total",
+			"Stored passwords the sweep kept because their check or their record failed.")))
+		metrics.sweepLastRound = prometheus.NewGauge(prometheus.GaugeOpts(opts("sweep_last_round_timestamp_seconds",
+			"When the last sweep round of this process ended (Unix time).")))
 		metrics.trackedUsers = trackedUsersCollector{
 			users: prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "tracked_users"),
 				"Accounts (user ids, login names) the rate limiter holds state for, by zone.", []string{"zone"}, nil),
@@ -67,7 +86,8 @@ func registerMetrics(reg prometheus.Registerer) error {
 	initMetrics()
 	for _, c := range []prometheus.Collector{
 		metrics.requests, metrics.rateLimited, metrics.rateLimitFallbacks, metrics.nextcloudDuration, metrics.nextcloudErrors,
-		metrics.vaultDuration, metrics.vaultErrors, metrics.trackedUsers,
+		metrics.vaultDuration, metrics.vaultErrors, metrics.deliveries, metrics.trackedUsers,
+		metrics.sweepRounds, metrics.sweepChecked, metrics.sweepDeleted, metrics.sweepKept, metrics.sweepLastRound,
 	} {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
@@ -101,4 +121,25 @@ func observeVault(op string, took time.Duration, failure string) {
 	if failure != "" {
 		metrics.vaultErrors.WithLabelValues(op, failure).Inc()
 	}
+}
+
+// sweepObserver counts the sweep's rounds, checks, deletions and records
+// kept on error: the sweeper's observer.
+type sweepObserver struct{}
+
+func (sweepObserver) RoundStarted(bool) {}
+
+func (sweepObserver) Checked(v sweep.Verdict, _ time.Duration) {
+	metrics.sweepChecked.WithLabelValues(v.String()).Inc()
+}
+
+func (sweepObserver) RoundEnded(r sweep.Report) {
+	result := string(r.Stopped)
+	if r.Complete() {
+		result = "complete"
+	}
+	metrics.sweepRounds.WithLabelValues(result).Inc()
+	metrics.sweepDeleted.Add(float64(len(r.Deleted)))
+	metrics.sweepKept.Add(float64(len(r.Kept)))
+	metrics.sweepLastRound.Set(float64(r.Ended.UnixNano()) / 1e9)
 }

@@ -14,8 +14,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-apppw/caddy-apppw/internal/mcpserver"
 	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
 	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
+	"github.com/caddy-apppw/caddy-apppw/internal/sweep"
 	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
 
@@ -61,6 +63,14 @@ type Handler struct {
 	// server.
 	Scopes []string `json:"scopes,omitempty"`
 
+	// deliver_to_mcp: hand each change on to the MCP server (see
+	// mcpserver.Config).
+	mcpserver.Config
+
+	// The periodic sweep of stored passwords Nextcloud no longer
+	// accepts. Default: every hour, 2 checks per second.
+	Sweep *sweep.Config `json:"sweep,omitempty"`
+
 	router    router
 	format    passwordFormat
 	scopes    scopeSet
@@ -72,7 +82,14 @@ type Handler struct {
 	logger    *zap.Logger
 	audit     *zap.Logger // http.handlers.app_password.audit
 	// now is the clock of the rate limit and the records' timestamps.
-	now func() time.Time
+	now     func() time.Time
+	sweeper *sweep.Sweeper // nil with the tests' memory store
+	// noSchedule keeps Provision from starting the sweeper, and
+	// commandLogger replaces the logger of a context without a config
+	// (a development logger): the commands provision a handler to use it
+	// once.
+	noSchedule    bool
+	commandLogger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -88,7 +105,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // collaborator builds itself from its own config; Provision only wires
 // them.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
+	h.logger = cmp.Or(h.commandLogger, ctx.Logger())
 	h.audit = h.logger.Named("audit")
 	h.now = clock
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
@@ -97,6 +114,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.configure(); err != nil {
 		return err
 	}
+	h.warnAboutTheMCPServersLimit()
 	repl := caddy.NewReplacer()
 
 	var err error
@@ -118,15 +136,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.accounts, h.addresses, err = rl.Open(ratelimit.Options{
 		Zone: cmp.Or(rl.Zone, repl.ReplaceKnown(h.Nextcloud.URL, "")),
 		// An in-flight attempt on Redis counts for as long as a request
-		// can run: one Nextcloud check and two Vault steps (load, then
-		// write).
-		Lease:      time.Duration(h.Nextcloud.Timeout) + 2*time.Duration(h.Vault.Timeout),
+		// can run: one Nextcloud check, two Vault steps (load, then
+		// write) and, with deliver_to_mcp, the delivery.
+		Lease:      time.Duration(h.Nextcloud.Timeout) + 2*time.Duration(h.Vault.Timeout) + h.deliveryLease(),
 		Replacer:   repl,
 		Logger:     h.logger,
 		OnFallback: metrics.rateLimitFallbacks.Inc,
 	})
 	if err != nil {
 		return fmt.Errorf("rate_limit: %w", err)
+	}
+
+	if err := h.provisionSweep(); err != nil {
+		return err
+	}
+	if h.sweeper != nil && !h.noSchedule {
+		h.sweeper.Start()
 	}
 	return nil
 }
@@ -185,6 +210,14 @@ func (h *Handler) configure() error {
 	if err := h.RateLimit.Validate(); err != nil {
 		return fmt.Errorf("rate_limit: %w", err)
 	}
+
+	if h.Sweep == nil {
+		h.Sweep = new(sweep.Config)
+	}
+	h.Sweep.SetDefaults()
+	if err := h.Sweep.Validate(); err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
 	return nil
 }
 
@@ -192,6 +225,11 @@ func (h *Handler) configure() error {
 // itself. Rate-limit state lives on if the next config uses the same
 // zone, and a Redis client while an attempt still runs on it.
 func (h *Handler) Cleanup() error {
+	// The sweeper first: a round in progress uses the store, the
+	// Nextcloud client and the Redis client of the limiter.
+	if h.sweeper != nil {
+		h.sweeper.Stop()
+	}
 	if h.accounts != nil {
 		_ = h.accounts.Close()
 	}
@@ -213,7 +251,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
-	h.serveAPI(w, r, rt, rawUserID)
+	h.serveAPI(w, r, rt, rawUserID, next)
 	return nil
 }
 

@@ -84,6 +84,9 @@ func TestMetricsMove(t *testing.T) {
 		{"caddy_app_password_vault_operation_duration_seconds_count", []string{`op="save"`}, 1},
 		{"caddy_app_password_vault_operation_duration_seconds_count", []string{`op="load"`}, 1},
 	} {
+		if e.memory() && strings.HasPrefix(c.name, "caddy_app_password_vault_") {
+			continue // the Vault store reports these; the memory store does not
+		}
 		if d := metricValue(t, after, c.name, c.labels...) - metricValue(t, before, c.name, c.labels...); d != c.delta {
 			t.Errorf("%s%v moved by %v, want %v", c.name, c.labels, d, c.delta)
 		}
@@ -98,6 +101,9 @@ func TestMetricsMove(t *testing.T) {
 	}
 
 	// A Vault outage is counted by kind.
+	if e.memory() {
+		return
+	}
 	e.vaultAddr = "http://127.0.0.1:1"
 	e.load(e.caddyfile("rate_limit 1 1h"))
 	e.call("GET", "/api/v1/users/carol/access", "carol:"+alicePW, "")
@@ -175,7 +181,21 @@ func TestReloadUnderLoad(t *testing.T) {
 		failures []string
 		done     = make(chan struct{})
 		served   int
+		tick     = make(chan struct{}, 1) // a request was served
 	)
+	// servedAtLeast waits until the load has served n requests: the
+	// reloads fall between requests however fast they are.
+	servedAtLeast := func(n int) {
+		for {
+			mu.Lock()
+			s := served
+			mu.Unlock()
+			if s >= n {
+				return
+			}
+			<-tick
+		}
+	}
 	for w := range 4 {
 		wg.Go(func() {
 			for i := 0; ; i++ {
@@ -212,15 +232,21 @@ func TestReloadUnderLoad(t *testing.T) {
 					failures = append(failures, fmt.Sprint(status, err))
 				}
 				mu.Unlock()
+				select {
+				case tick <- struct{}{}:
+				default:
+				}
 			}
 		})
 	}
 	// Three reloads with a changed option while the load runs, through the
 	// admin API as `caddy reload` does.
 	for i := range 3 {
+		servedAtLeast(10 * (i + 1))
 		e.reload(e.caddyfile(fmt.Sprintf("rate_limit {\n max_users %d\n }", 1000+i)))
 		e.call("GET", "/api/v1/scopes", "", "")
 	}
+	servedAtLeast(40)
 	close(done)
 	wg.Wait()
 	if len(failures) > 0 || served < 20 {

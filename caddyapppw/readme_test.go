@@ -152,6 +152,7 @@ func (w *readmeWorld) runSetup(t *testing.T) {
 }
 
 func TestREADMEVaultSetup(t *testing.T) {
+	needsVault(t)
 	w := newReadmeWorld(t)
 	w.runSetup(t)
 	ctx := t.Context()
@@ -255,6 +256,7 @@ func jsonObjects(v any, f func(map[string]any)) {
 // each address and file path in the table below, which must all be used.
 // Placeholders keep their form and are given values in the environment.
 func TestREADMESnippets(t *testing.T) {
+	needsVault(t)
 	blocks := readmeBlocks(t, "caddyfile")
 	var kinds []string
 	for _, b := range blocks {

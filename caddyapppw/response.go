@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"sync"
 )
 
 // The success bodies of docs/API.md. They are structs, not maps, so the keys
@@ -54,42 +55,120 @@ type errorResponse struct {
 	ValidScopes []string `json:"valid_scopes,omitempty"`
 }
 
+// answerBuf is a buffer and a JSON encoder writing into it, pooled: an
+// answer then costs no allocation of its own. The encoder is
+// encoding/json's, as for every answer: no HTML escaping, and the
+// trailing newline cut.
+type answerBuf struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+	// err is the error body being encoded: a field, so that handing it
+	// to the encoder does not allocate.
+	err errorResponse
+}
+
+// maxPooledAnswer bounds the buffers kept: the answers are small, and an
+// odd large one must not stay.
+const maxPooledAnswer = 16 << 10
+
+var answerBufs = sync.Pool{New: func() any {
+	a := new(answerBuf)
+	a.enc = json.NewEncoder(&a.buf)
+	a.enc.SetEscapeHTML(false)
+	return a
+}}
+
+// encode returns body as compact JSON, valid until a is put back.
+func (a *answerBuf) encode(body any) ([]byte, error) {
+	a.buf.Reset()
+	if err := a.enc.Encode(body); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(a.buf.Bytes(), []byte("\n")), nil
+}
+
+func (a *answerBuf) put() {
+	a.err = errorResponse{}
+	if a.buf.Cap() <= maxPooledAnswer {
+		answerBufs.Put(a)
+	}
+}
+
+// internalErrorBody is the answer should a body ever not encode.
+var internalErrorBody = []byte(`{"success":false,"error":"Internal server error"}`)
+
 // writeJSON sends body as compact JSON with the headers every answer of the
 // API carries. The encoding matches the original Starlette endpoint byte
 // for byte: no HTML escaping and no trailing newline.
 func writeJSON(w http.ResponseWriter, status int, body any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	out := []byte(`{"success":false,"error":"Internal server error"}`)
-	if err := enc.Encode(body); err == nil {
-		out = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	} else {
+	a := answerBufs.Get().(*answerBuf)
+	defer a.put()
+	out, err := a.encode(body)
+	if err != nil {
 		// Only this package's response types reach here, and they
 		// always encode; this is the answer should one ever not.
-		status = http.StatusInternalServerError
+		status, out = http.StatusInternalServerError, internalErrorBody
 	}
-
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Content-Length", strconv.Itoa(len(out)))
-	w.WriteHeader(status)
-	_, _ = w.Write(out)
+	writeAnswer(w, status, out, "", "")
 }
 
 // writeError sends e as the API's error body with the headers its status
-// calls for.
+// calls for. The body of a shared failure was encoded once (errors.go);
+// the others are encoded here.
 func writeError(w http.ResponseWriter, e *apiError) {
-	hdr := w.Header()
+	var name, value string
 	switch e.status {
 	case http.StatusUnauthorized:
-		hdr.Set("WWW-Authenticate", `Basic realm="app_password", charset="UTF-8"`)
+		name, value = "Www-Authenticate", `Basic realm="app_password", charset="UTF-8"`
 	case http.StatusTooManyRequests:
-		hdr.Set("Retry-After", strconv.Itoa(e.retryAfter))
+		name, value = "Retry-After", strconv.Itoa(e.retryAfter)
 	case http.StatusMethodNotAllowed:
-		hdr.Set("Allow", e.allow)
+		name, value = "Allow", e.allow
 	}
-	writeJSON(w, e.status, errorResponse{Error: e.msg, ValidScopes: e.validScopes})
+	if e.body != nil {
+		writeAnswer(w, e.status, e.body, name, value)
+		return
+	}
+	a := answerBufs.Get().(*answerBuf)
+	defer a.put()
+	status := e.status
+	a.err = errorResponse{Error: e.msg, ValidScopes: e.validScopes}
+	out, err := a.encode(&a.err)
+	if err != nil {
+		status, out = http.StatusInternalServerError, internalErrorBody
+	}
+	writeAnswer(w, status, out, name, value)
+}
+
+// encodeError is e's answer body, for the shared failures to keep.
+func encodeError(e *apiError) []byte {
+	a := answerBufs.Get().(*answerBuf)
+	defer a.put()
+	a.err = errorResponse{Error: e.msg, ValidScopes: e.validScopes}
+	out, err := a.encode(&a.err)
+	if err != nil {
+		return nil
+	}
+	return bytes.Clone(out)
+}
+
+// writeAnswer sends out with the headers every answer carries, and the
+// header name: value when name is set. The values share one allocation;
+// each is a slice of its own capacity, so a later handler that changes
+// one in place (Caddy's header replacements do) changes this answer's
+// only, and one that appends gets a new array.
+func writeAnswer(w http.ResponseWriter, status int, out []byte, name, value string) {
+	vals := make([]string, 5)
+	vals[0], vals[1], vals[2], vals[3] = "application/json", "no-store", "nosniff", strconv.Itoa(len(out))
+	hdr := w.Header()
+	if name != "" {
+		vals[4] = value
+		hdr[name] = vals[4:5:5]
+	}
+	hdr["Content-Type"] = vals[0:1:1]
+	hdr["Cache-Control"] = vals[1:2:2]
+	hdr["X-Content-Type-Options"] = vals[2:3:3]
+	hdr["Content-Length"] = vals[3:4:4]
+	w.WriteHeader(status)
+	_, _ = w.Write(out)
 }

@@ -101,6 +101,9 @@ func TestNextcloudOverTLS(t *testing.T) {
 // the PKI's 127.0.0.1 certificate and a password, until the test ends.
 func startTLSRedis(t *testing.T, pki *testPKI, password string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs redis-server: the full suite (scripts/test) runs it, -short does not")
+	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found: apt-get install redis-server (scripts/test does)")
 	}
@@ -240,6 +243,7 @@ const unknownAuthority = "x509: certificate signed by unknown authority"
 // TestVaultTLSOptionsAndEnvironment: the vault block's TLS options and the
 // VAULT_* variables Vault's CLI reads, and that the block wins over them.
 func TestVaultTLSOptionsAndEnvironment(t *testing.T) {
+	needsVault(t)
 	pki, otherCA := newTestPKI(t), newTestPKI(t)
 	e := newEnv(t, "")
 	e.vault = tlsVault(t, pki, pki.serverCert, pki.serverKey)
@@ -281,6 +285,7 @@ func TestVaultTLSOptionsAndEnvironment(t *testing.T) {
 // VAULT_CLIENT_CERT/VAULT_CLIENT_KEY; without one the server refuses the
 // handshake.
 func TestVaultMutualTLS(t *testing.T) {
+	needsVault(t)
 	pki := newTestPKI(t)
 	e := newEnv(t, "")
 	e.vault = tlsVault(t, pki, pki.serverCert, pki.serverKey, "-tls-client-ca", pki.caCert)
@@ -303,6 +308,7 @@ func TestVaultMutualTLS(t *testing.T) {
 // Caddy dials 127.0.0.1. Only tls_server_name (or VAULT_TLS_SERVER_NAME)
 // makes the name checked the certificate's; another name fails.
 func TestVaultTLSServerName(t *testing.T) {
+	needsVault(t)
 	pki := newTestPKI(t)
 	cert, key := pki.issue(t, "vault-internal", x509.ExtKeyUsageServerAuth, []string{"vault.internal"}, nil)
 	e := newEnv(t, "")

@@ -11,6 +11,7 @@ import (
 // KV v1 has no check-and-set: a re-provisioning must read the record
 // first to keep created_at.
 func TestKVv1RePostKeepsCreatedAt(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	e.useKVv1()
 	e.nc.AddUser("alice", "", alicePW, alicePW2)
@@ -28,6 +29,7 @@ func TestKVv1RePostKeepsCreatedAt(t *testing.T) {
 // A PATCH that read the record before a DELETE removed it must not write
 // it back. The proxy holds the PATCH's read until the DELETE is done.
 func TestKVv1PatchAfterDeleteDoesNotResurrect(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	proxy := vaultkvtest.NewProxy(t, e.vault.Addr)
 	e.vaultAddr = proxy.URL

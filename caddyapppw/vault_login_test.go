@@ -44,6 +44,7 @@ func (e *env) msgCount(msg string) int {
 // the same policy. Vault answers 403 for both; the module logs in again
 // only when lookup-self says the token itself is refused.
 func TestAppRolePolicyDenialLogsInOnce(t *testing.T) {
+	needsVault(t)
 	verifyNoLeaks(t)
 	e := newEnv(t, "")
 	proxy, policy, login := appRoleThroughProxy(t, e, "", map[string]any{"token_ttl": "1h"})
@@ -84,6 +85,7 @@ func TestAppRolePolicyDenialLogsInOnce(t *testing.T) {
 // then fails to destroy the old one: the write is not repeated (it used to
 // be, with a new login, up to 32 times).
 func TestAppRoleDeniedDestroyWritesOnce(t *testing.T) {
+	needsVault(t)
 	verifyNoLeaks(t)
 	e := newEnv(t, "")
 	proxy, policy, login := appRoleThroughProxy(t, e, "", map[string]any{"token_ttl": "1h"})
@@ -119,6 +121,7 @@ func TestAppRoleDeniedDestroyWritesOnce(t *testing.T) {
 // its renewal goroutine stops, and a token refused again right after is
 // not chased with logins: the next one waits for the backoff.
 func TestAppRoleRevokedTokenReplacedWithBackoff(t *testing.T) {
+	needsVault(t)
 	verifyNoLeaks(t)
 	e := newEnv(t, "")
 	proxy, _, login := appRoleThroughProxy(t, e, "", map[string]any{"token_ttl": "1h"})
@@ -171,6 +174,7 @@ func TestAppRoleRevokedTokenReplacedWithBackoff(t *testing.T) {
 // A login that fails (a wrong secret id) is not retried by every request:
 // the next try waits for the backoff.
 func TestAppRoleFailedLoginBacksOff(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	proxy := vaultkvtest.NewProxy(t, e.vault.Addr)
 	e.vaultAddr = proxy.URL
@@ -195,6 +199,7 @@ func TestAppRoleFailedLoginBacksOff(t *testing.T) {
 // A static token whose first use finds Vault sealed is still renewed once
 // Vault is back: it stays valid past the TTL it was created with.
 func TestStaticTokenRenewedAfterSealedStart(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	dir := ownVault(t, e)
 	const ttl = 10 * time.Second

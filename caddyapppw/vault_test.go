@@ -103,6 +103,7 @@ func wholeAPI(t *testing.T, e *env, uid string) {
 }
 
 func TestAuthTokenWithExactPolicy(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	e.vaultAuth = "token " + tokenWithPolicy(t, e, policyFor(t, e, "policy.hcl"), nil)
 	e.load(e.caddyfile(""))
@@ -110,6 +111,7 @@ func TestAuthTokenWithExactPolicy(t *testing.T) {
 }
 
 func TestPolicyWithoutOneCapability(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	e.nc.AddUser("alice", "", alicePW, alicePW2)
 	full := policyFor(t, e, "policy.hcl")
@@ -147,6 +149,7 @@ func TestPolicyWithoutOneCapability(t *testing.T) {
 }
 
 func TestMCPServerPolicyReadsAndListsOnly(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	e.nc.AddUser("alice", "", alicePW)
 	e.call("POST", "/api/v1/users/alice/app-password", "alice:"+alicePW, "").expect(t, 200,
@@ -170,6 +173,7 @@ func TestMCPServerPolicyReadsAndListsOnly(t *testing.T) {
 }
 
 func TestAuthTokenFileRotation(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	policy := policyFor(t, e, "policy.hcl")
 	file := filepath.Join(t.TempDir(), "vault-token")
@@ -247,6 +251,7 @@ func secretID(t *testing.T, e *env, mount string, wrapped bool) string {
 }
 
 func TestAuthAppRole(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	mount, roleID := appRole(t, e, nil)
 
@@ -267,6 +272,7 @@ func TestAuthAppRole(t *testing.T) {
 }
 
 func TestAuthAppRoleWrappedSecretID(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	mount, roleID := appRole(t, e, nil)
 	roleFile := filepath.Join(t.TempDir(), "role-id")
@@ -279,6 +285,7 @@ func TestAuthAppRoleWrappedSecretID(t *testing.T) {
 }
 
 func TestAuthKubernetes(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	// The Kubernetes API's TokenReview, approving exactly our token.
 	jwt := fakeServiceAccountJWT("caddy", "web", "uid-1")
@@ -353,6 +360,7 @@ func fakeServiceAccountJWT(name, namespace, uid string) string {
 }
 
 func TestTokenRenewedThenReplacedByLogin(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	// Tokens live 2 s and can be renewed up to 5 s in all.
 	mount, roleID := appRole(t, e, map[string]any{"token_ttl": "2s", "token_max_ttl": "5s"})
@@ -405,6 +413,7 @@ func TestTokenRenewedThenReplacedByLogin(t *testing.T) {
 }
 
 func TestKVv1Mount(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	e.mount, e.kv = uniqueName(t, "kv1"), 1
 	if err := e.vault.Root.Sys().MountWithContext(t.Context(), e.mount, &api.MountInput{Type: "kv", Options: map[string]string{"version": "1"}}); err != nil {
@@ -416,6 +425,7 @@ func TestKVv1Mount(t *testing.T) {
 }
 
 func TestCustomMountAndPrefix(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	e.mount, e.prefix = uniqueName(t, "kv2"), "teams/blue/pw"
 	if err := e.vault.Root.Sys().MountWithContext(t.Context(), e.mount, &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
@@ -426,6 +436,7 @@ func TestCustomMountAndPrefix(t *testing.T) {
 }
 
 func TestNamespaceHeaderSent(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	target, _ := url.Parse(e.vault.Addr)
 	var mu sync.Mutex
@@ -453,6 +464,7 @@ func TestNamespaceHeaderSent(t *testing.T) {
 }
 
 func TestVaultOverTLSAndMutualTLS(t *testing.T) {
+	needsVault(t)
 	pki := newTestPKI(t)
 	e := newEnv(t, "")
 
@@ -558,6 +570,7 @@ func watchers() int {
 }
 
 func TestReloadsLeakNoRenewalGoroutine(t *testing.T) {
+	needsVault(t)
 	e := newEnv(t, "")
 	mount, roleID := appRole(t, e, map[string]any{"token_ttl": "1h"})
 	e.vaultAuth = fmt.Sprintf("approle {\n role_id %s\n secret_id %s\n mount %s\n }", roleID, secretID(t, e, mount, false), mount)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddy-apppw/caddy-apppw/internal/caddyproc"
 	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
+	"github.com/caddy-apppw/caddy-apppw/internal/fakemcp"
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
 )
 
@@ -41,7 +42,12 @@ func caddyBinary(t *testing.T) string {
 // mcpServer is a real MCP server (streamable HTTP) with one tool that
 // reports progress and then waits for the test before it finishes, so a
 // proxy that buffered the stream would hold the progress back forever.
-func mcpServer(t *testing.T, release <-chan struct{}) string {
+// On the same listener, as in the Nextcloud MCP server, its own
+// app-password routes (/api/v1/users/...) are served by the double of
+// internal/fakemcp, checking passwords against nextcloudURL: what
+// Caddyfile.example's deliver_to_mcp hands each change on to, through the
+// same reverse_proxy as the MCP traffic.
+func mcpServer(t *testing.T, release <-chan struct{}, nextcloudURL string) (string, *fakemcp.Handler) {
 	server := mcp.NewServer(&mcp.Implementation{Name: "nextcloud-mcp-stand-in", Version: "v1"}, nil)
 	mcp.AddTool(server, &mcp.Tool{Name: "sync_notes", Description: "Pretends to sync notes."},
 		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
@@ -59,10 +65,14 @@ func mcpServer(t *testing.T, release <-chan struct{}) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)}
+	passwords := fakemcp.NewHandler(nextcloudURL)
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/users/", passwords)
+	mux.Handle("/", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil))
+	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().String()
+	return ln.Addr().String(), passwords
 }
 
 func TestDeploymentEndToEnd(t *testing.T) {
@@ -71,7 +81,7 @@ func TestDeploymentEndToEnd(t *testing.T) {
 	nc := fakenextcloud.New(t)
 	nc.AddUser("alice", "alice@example.com", appPassword)
 	release := make(chan struct{})
-	upstream := mcpServer(t, release)
+	upstream, passwords := mcpServer(t, release, nc.URL)
 
 	site, admin := freeAddr(t), freeAddr(t)
 	caddy, err := caddyproc.Start(bin, "../Caddyfile.example", t.TempDir(),
@@ -130,7 +140,12 @@ func TestDeploymentEndToEnd(t *testing.T) {
 		t.Fatalf("CallTool: %+v %v", r.res, r.err)
 	}
 
-	// In the same run, Astrolabe provisions and then revokes.
+	// In the same run, Astrolabe provisions and then revokes; with
+	// Caddyfile.example's deliver_to_mcp each change reaches Vault and the
+	// MCP server's own table. The revocation carries the login name, so
+	// that the MCP server, which checks the password as the body's
+	// username else the uid, can prove it (Astrolabe's DELETE without a
+	// body: caddyapppw's TestDeliveryOfADeleteWithoutTheLoginName).
 	call := func(method, body string) (int, string) {
 		req, _ := http.NewRequestWithContext(ctx, method, "http://"+site+"/api/v1/users/alice/app-password", strings.NewReader(body))
 		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:"+appPassword)))
@@ -151,6 +166,9 @@ func TestDeploymentEndToEnd(t *testing.T) {
 	if err != nil || sec.Data["app_password"] != appPassword || sec.Data["username"] != "alice@example.com" {
 		t.Fatalf("Vault after POST: %v %v", sec, err)
 	}
+	if row, ok := passwords.Get("alice"); !ok || row.Password != appPassword || row.Username != "alice@example.com" {
+		t.Fatalf("the MCP server's table after POST: %+v %v", row, ok)
+	}
 	// Gone means gone precisely: Vault answers 404 with nothing, for the
 	// current version and for the metadata (so no version is left to
 	// undelete). Any other error — Vault unreachable, a denied policy, a
@@ -163,8 +181,14 @@ func TestDeploymentEndToEnd(t *testing.T) {
 			t.Fatalf("before DELETE, reading %s: %v %v", p, sec, err)
 		}
 	}
-	if status, body := call("DELETE", ""); status != 200 || body != `{"success":true,"message":"App password deleted for alice"}` {
+	if status, body := call("DELETE", `{"username": "alice@example.com"}`); status != 200 || body != `{"success":true,"message":"App password deleted for alice"}` {
 		t.Fatalf("DELETE: %d %s", status, body)
+	}
+	if _, ok := passwords.Get("alice"); ok || passwords.Len() != 0 {
+		t.Fatal("the MCP server's table still holds alice after DELETE")
+	}
+	if got := passwords.Requests(); len(got) != 2 || got[0].Method != "POST" || got[1].Method != "DELETE" {
+		t.Fatalf("the MCP server's routes received %+v", got)
 	}
 	for _, p := range paths {
 		if sec, err := vault.Root.Logical().ReadWithContext(ctx, p); err != nil || sec != nil {

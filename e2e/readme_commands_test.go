@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
+	"github.com/caddy-apppw/caddy-apppw/internal/fakemcp"
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
 	"github.com/caddy-apppw/caddy-apppw/internal/readme"
 )
@@ -327,7 +328,7 @@ func runServing(t *testing.T, where, dir string, env []string, cmd string, ownVa
 	t.Helper()
 	nc := fakenextcloud.New(t)
 	nc.AddUser("alice", "alice@example.com", appPassword)
-	upstream := passThroughBackend(t)
+	upstream, passwords := passThroughBackend(t, nc.URL)
 	site, admin := freeAddr(t), freeAddr(t)
 	env = append(env, "SITE_ADDRESS=http://"+site, "CADDY_ADMIN="+admin, "NEXTCLOUD_URL="+nc.URL, "MCP_UPSTREAM="+upstream)
 	var vault *api.Client
@@ -399,12 +400,16 @@ func runServing(t *testing.T, where, dir string, env []string, cmd string, ownVa
 	if err != nil || sec.Data["app_password"] != appPassword {
 		t.Fatalf("%s: Vault holds %v (%v)", where, sec, err)
 	}
+	// Caddyfile.example delivers each change to the MCP server too.
+	if row, ok := passwords.Get("alice"); !ok || row.Password != appPassword {
+		t.Fatalf("%s: the MCP server's table holds %+v (%v)", where, row, ok)
+	}
 	req, _ = http.NewRequestWithContext(t.Context(), "GET", "http://"+site+"/mcp/tools", nil)
 	if status, body := do(t, req); status != 200 || body != "mcp saw GET /mcp/tools" {
 		t.Fatalf("%s: pass-through answered %d %s", where, status, body)
 	}
 	stop()
-	t.Logf("%s: served, stored alice's app password, passed /mcp/tools on", where)
+	t.Logf("%s: served, stored alice's app password in Vault and the MCP server, passed /mcp/tools on", where)
 }
 
 func do(t *testing.T, req *http.Request) (int, string) {
@@ -423,21 +428,28 @@ func do(t *testing.T, req *http.Request) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// passThroughBackend stands in for the MCP server: it says what it saw.
-func passThroughBackend(t *testing.T) string {
+// passThroughBackend stands in for the MCP server: it says what it saw,
+// except on the MCP server's own app-password routes (/api/v1/users/...),
+// which the double of internal/fakemcp serves, checking passwords against
+// nextcloudURL: Caddyfile.example delivers each change there.
+func passThroughBackend(t *testing.T, nextcloudURL string) (string, *fakemcp.Handler) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	passwords := fakemcp.NewHandler(nextcloudURL)
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/users/", passwords)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "mcp saw %s %s", r.Method, r.URL.Path)
-	}), ReadHeaderTimeout: 10 * time.Second}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			t.Error(err)
 		}
 	}()
 	t.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().String()
+	return ln.Addr().String(), passwords
 }

@@ -24,3 +24,12 @@ path "secret/destroy/nextcloud-mcp/app-passwords/*" {
 path "secret/metadata/nextcloud-mcp/app-passwords/*" {
   capabilities = ["delete"]
 }
+
+# The sweep and `caddy app-password list` list the stored users (KV LIST
+# of the prefix's metadata; the path of a LIST ends in "/"). The sweep's
+# lease, when it is kept in Vault, is the secret
+# nextcloud-mcp/app-passwords/_sweep/lease, which the data path above
+# covers.
+path "secret/metadata/nextcloud-mcp/app-passwords/" {
+  capabilities = ["list"]
+}

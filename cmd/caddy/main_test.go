@@ -14,21 +14,32 @@ import (
 
 	"github.com/caddy-apppw/caddy-apppw/internal/caddyproc"
 	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
+	"github.com/caddy-apppw/caddy-apppw/internal/fakemcp"
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
 )
 
 // TestCaddyfileExampleAsOperatorsRunIt builds this command, runs it on
 // Caddyfile.example with its environment variables, and does what
-// Astrolabe does: the secret must land at the documented Vault path, and
-// everything else must reach the MCP upstream.
+// Astrolabe does: the secret must land at the documented Vault path and,
+// with Caddyfile.example's deliver_to_mcp, in the MCP server's own table
+// too; everything else must reach the MCP upstream.
 func TestCaddyfileExampleAsOperatorsRunIt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds Caddy and needs the dev Vault: the full suite (scripts/test) runs it, -short does not")
+	}
 	bin := buildCaddy(t)
 	vault := devvault.Start(t, devvault.Options{})
 	nc := fakenextcloud.New(t)
 	nc.AddUser("alice", "alice@example.com", "Abcde-Fghij-Klmno-Pqrst-Uvwxy")
-	mcp := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The MCP upstream: its app-password routes are the MCP server's
+	// double, the rest says what it saw.
+	passwords := fakemcp.NewHandler(nc.URL)
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/users/", passwords)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "mcp saw %s %s", r.Method, r.URL.Path)
-	})}
+	})
+	mcp := &http.Server{Handler: mux}
 	mcpLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +77,9 @@ func TestCaddyfileExampleAsOperatorsRunIt(t *testing.T) {
 	}
 	if sec.Data["app_password"] != "Abcde-Fghij-Klmno-Pqrst-Uvwxy" || sec.Data["username"] != "alice@example.com" {
 		t.Fatalf("Vault holds %v", sec.Data)
+	}
+	if row, ok := passwords.Get("alice"); !ok || row.Password != "Abcde-Fghij-Klmno-Pqrst-Uvwxy" || row.Username != "alice@example.com" {
+		t.Fatalf("the MCP server's table holds %+v (%v)", row, ok)
 	}
 
 	resp, err = http.Get("http://" + site + "/mcp")

@@ -19,6 +19,9 @@ import (
 // are limited to the configured total, and concurrent attempts at the
 // boundary never get past it.
 func TestReplicasShareOneLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds Caddy and needs the dev Vault: the full suite (scripts/test) runs it, -short does not")
+	}
 	bin := buildCaddy(t)
 	redis := redistest.Start(t)
 	vault := devvault.Start(t, devvault.Options{})

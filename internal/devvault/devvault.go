@@ -49,9 +49,22 @@ var (
 	binErr  error
 )
 
+// ErrShort is what Binary, Run and Restart return in a test binary run
+// with -short: the fast lane neither builds nor starts the dev Vault (the
+// first build takes 10–20 minutes). A test that needs Vault skips under
+// testing.Short(); Start does that for its callers.
+var ErrShort = errors.New("devvault: no dev Vault under go test -short: skip the test when testing.Short() (devvault.Start does)")
+
+// shortTest reports whether this is a test binary run with -short.
+func shortTest() bool { return testing.Testing() && testing.Short() }
+
 // Binary returns the path of the devvault binary: $DEVVAULT_BIN, or what
-// scripts/devvault-bin prints (building it when needed).
+// scripts/devvault-bin prints (building it when needed). In a test run
+// with -short it returns ErrShort and builds nothing.
 func Binary() (string, error) {
+	if shortTest() {
+		return "", ErrShort
+	}
 	binOnce.Do(func() {
 		if p := os.Getenv("DEVVAULT_BIN"); p != "" {
 			binPath = p
@@ -91,9 +104,13 @@ func repoRoot() (string, error) {
 	}
 }
 
-// Start runs a dev Vault until the test ends.
+// Start runs a dev Vault until the test ends. Under -short it skips the
+// test: the full suite (scripts/test) runs it.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the dev Vault: the full suite (scripts/test) runs it, -short does not")
+	}
 	s, err := Run(opts)
 	if err != nil {
 		t.Fatal(err)

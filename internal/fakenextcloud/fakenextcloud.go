@@ -26,13 +26,14 @@
 //     slept only when a test asks for it.
 //
 // Faults (status, HTML, delay, redirect, wrong id) are switched on per
-// server for the failure tests.
+// server, or per login name, for the failure tests.
 package fakenextcloud
 
 import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,9 @@ type Server struct {
 	mu    sync.Mutex
 	users map[string]*user // by uid
 	fault Fault
+	// loginFaults are faults for the requests of one login name
+	// (lower-cased), where no server-wide fault is set.
+	loginFaults map[string]Fault
 	// anyUser, when set, is a password every login accepts, as its own
 	// uid: for load tests with many users.
 	anyUser  string
@@ -68,6 +72,10 @@ type Fault struct {
 	// Maintenance is Nextcloud's maintenance mode: status.php says so
 	// and OCS answers 503.
 	Maintenance bool
+	// BareStatus answers this HTTP status with a plain-text body, not
+	// OCS: what a proxy in front of Nextcloud answers (its basic_auth's
+	// 401, its 502).
+	BareStatus int
 }
 
 // New starts a fake Nextcloud; it is closed when the test ends.
@@ -87,6 +95,23 @@ func (s *Server) SetFault(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fault = f
+}
+
+// SetLoginFault switches a fault on for the requests that log in as login
+// (compared as Nextcloud compares login names), while no server-wide fault
+// is set: one account whose backend is broken. The zero Fault switches it
+// off.
+func (s *Server) SetLoginFault(login string, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loginFaults == nil {
+		s.loginFaults = map[string]Fault{}
+	}
+	if f == (Fault{}) {
+		delete(s.loginFaults, strings.ToLower(login))
+		return
+	}
+	s.loginFaults[strings.ToLower(login)] = f
 }
 
 // Calls is how many requests reached the server.
@@ -112,6 +137,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, version int) {
 	s.mu.Lock()
 	s.forwardedFor = append(s.forwardedFor, r.Header.Get("X-Forwarded-For"))
 	f := s.fault
+	if login, _, ok := r.BasicAuth(); ok && f == (Fault{}) {
+		f = s.loginFaults[strings.ToLower(login)]
+	}
 	s.mu.Unlock()
 
 	if f.Delay > 0 {
@@ -134,6 +162,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, version int) {
 		return
 	case f.Status != 0:
 		fail(w, version, f.Status, f.Status, http.StatusText(f.Status))
+		return
+	case f.BareStatus != 0:
+		http.Error(w, http.StatusText(f.BareStatus), f.BareStatus)
 		return
 	}
 

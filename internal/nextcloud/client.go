@@ -107,11 +107,11 @@ func (c *Client) Check(ctx context.Context, login, password, userID, clientIP st
 	if err != nil {
 		return TransportError{err}
 	}
-	req.SetBasicAuth(login, password)
-	req.Header.Set("OCS-APIRequest", "true")
-	req.Header.Set("Accept", "application/json")
+	req.Header["Authorization"] = []string{basicAuth(login, password)}
+	req.Header["Ocs-Apirequest"] = ocsAPIRequest
+	req.Header["Accept"] = acceptJSON
 	if clientIP != "" {
-		req.Header.Set("X-Forwarded-For", clientIP)
+		req.Header["X-Forwarded-For"] = []string{clientIP}
 	}
 
 	resp, err := c.client.Do(req)
@@ -122,33 +122,42 @@ func (c *Client) Check(ctx context.Context, login, password, userID, clientIP st
 
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return RejectedError{HTTPStatus: resp.StatusCode}
+		return RejectedError{HTTPStatus: resp.StatusCode, OCSStatus: ocsStatus(resp.Body)}
 	case resp.StatusCode != http.StatusOK:
 		return StatusError{resp.StatusCode}
 	}
 
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxOCSBody))
+	body, err := readBody(resp.Body)
+	defer putBody(body)
 	if err != nil {
 		return TransportError{err}
 	}
-	var ans ocsAnswer
-	if err := json.Unmarshal(body, &ans); err != nil {
+	sc, id, err := readOCS(body.Bytes())
+	if err != nil {
 		return BodyError{err}
 	}
-	sc := ans.OCS.Meta.StatusCode
 	if sc != 100 && sc != 200 {
 		return RejectedError{HTTPStatus: resp.StatusCode, OCSStatus: sc}
 	}
-	var data struct {
-		ID *string `json:"id"`
-	}
-	if json.Unmarshal(ans.OCS.Data, &data) != nil || data.ID == nil || *data.ID == "" {
+	if id == nil || *id == "" {
 		return RejectedError{HTTPStatus: resp.StatusCode, OCSStatus: sc}
 	}
-	if *data.ID != userID {
-		return WrongUserError{*data.ID}
+	if *id != userID {
+		return WrongUserError{*id}
 	}
 	return nil
+}
+
+// ocsStatus is the OCS status code of a refusal's body; 0 when the body
+// is not OCS JSON (a proxy's answer, not Nextcloud's). Nextcloud refuses
+// wrong credentials with statuscode 997: the sweep deletes a stored
+// password on that, never on a bare 401.
+func ocsStatus(body io.Reader) int {
+	var ans ocsAnswer
+	if json.NewDecoder(io.LimitReader(body, maxOCSBody)).Decode(&ans) != nil {
+		return 0
+	}
+	return ans.OCS.Meta.StatusCode
 }
 
 // Status asks Nextcloud's unauthenticated status.php and returns its

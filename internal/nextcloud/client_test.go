@@ -44,9 +44,17 @@ func TestCheckOutcomes(t *testing.T) {
 
 	var rej RejectedError
 	err := c.Check(t.Context(), "alice", "wrong-wrong-wrong-wrong", "alice", "")
-	if !errors.Is(err, ErrRejected) || !errors.As(err, &rej) || rej != (RejectedError{HTTPStatus: 401}) {
+	if !errors.Is(err, ErrRejected) || !errors.As(err, &rej) || rej != (RejectedError{HTTPStatus: 401, OCSStatus: 997}) {
 		t.Fatalf("wrong password: %#v", err)
 	}
+	// A 401 that is not Nextcloud's OCS answer (a proxy's basic_auth in
+	// front of it) says nothing of the password: no OCS status.
+	nc.SetFault(fakenextcloud.Fault{BareStatus: 401})
+	err = c.Check(t.Context(), "alice", alicePW, "alice", "")
+	if !errors.As(err, &rej) || rej != (RejectedError{HTTPStatus: 401}) {
+		t.Fatalf("a 401 without an OCS body: %#v", err)
+	}
+	nc.SetFault(fakenextcloud.Fault{})
 	nc.SetFault(fakenextcloud.Fault{V1Answers: true}) // HTTP 200 with OCS 997
 	err = c.Check(t.Context(), "alice", "wrong-wrong-wrong-wrong", "alice", "")
 	if !errors.As(err, &rej) || rej != (RejectedError{HTTPStatus: 200, OCSStatus: 997}) {

@@ -26,8 +26,10 @@ type RejectedError struct {
 	// HTTPStatus is the answer's status: 401, 403, or 200 for a refusal
 	// in the OCS body.
 	HTTPStatus int
-	// OCSStatus is the OCS status code of the body, 0 when it was not
-	// read (a 401 or 403 is refusal enough).
+	// OCSStatus is the OCS status code of the body (997 for wrong
+	// credentials), 0 when the body is not OCS JSON: a 401 of a proxy in
+	// front of Nextcloud. The API refuses the request either way; the
+	// sweep deletes only on 997.
 	OCSStatus int
 }
 

@@ -296,6 +296,11 @@ func (r *Redis) finish(a *Attempt, commit bool) bool {
 	return true
 }
 
+// Client is the Redis client the limiter works on, for another user of
+// the same Redis (the sweep's lease): one connection pool, one set of
+// options. It stays open until the limiter is closed.
+func (r *Redis) Client() *redis.Client { return r.conn.client }
+
 // Close implements Limiter: it lets go of the client, which is closed
 // once no config and no unfinished attempt uses it, and of the wrapped
 // Local.

@@ -29,6 +29,10 @@ type zoneState struct {
 	// to the head on every reserve, so expired users gather at the tail
 	// and are dropped from there.
 	head, tail *userWindow
+	// spare is the window of the user dropped last, which the next new
+	// user gets: at the cap, under a flood of new user ids, each one
+	// replaces one, and taking a new key then allocates nothing.
+	spare *userWindow
 }
 
 // userWindow holds one user's counted attempts, oldest first, in a ring
@@ -57,8 +61,7 @@ func (s *zoneState) reserve(a *Attempt, key string, now time.Time, lim limits) t
 	u := s.users[key]
 	if u == nil {
 		s.evict(t, lim)
-		u = &userWindow{key: key}
-		s.users[key] = u
+		u = s.newWindow(key)
 	} else {
 		s.unlink(u)
 		u.fit(lim.attempts)
@@ -108,8 +111,7 @@ func (s *zoneState) count(keys []string, t int64, lim limits) {
 		u := s.users[key]
 		if u == nil {
 			s.evict(t, lim)
-			u = &userWindow{key: key}
-			s.users[key] = u
+			u = s.newWindow(key)
 		} else {
 			s.unlink(u)
 			u.fit(lim.attempts)
@@ -159,6 +161,28 @@ func (s *zoneState) dropIfIdle(u *userWindow) {
 func (s *zoneState) remove(u *userWindow) {
 	s.unlink(u)
 	delete(s.users, u.key)
+	// No attempt holds u (it has none in flight): it is free.
+	s.spare = u
+}
+
+// newWindow adds an empty window for key, the spare one if there is one.
+// A spare's ring is kept when it is small (the one or two events most
+// users have), so a new user's first event needs none either.
+func (s *zoneState) newWindow(key string) *userWindow {
+	u := s.spare
+	if u == nil {
+		u = new(userWindow)
+	} else {
+		s.spare = nil
+		events := u.events
+		if len(events) > 4 {
+			events = nil
+		}
+		*u = userWindow{events: events}
+	}
+	u.key = key
+	s.users[key] = u
+	return u
 }
 
 func (s *zoneState) pushFront(u *userWindow) {

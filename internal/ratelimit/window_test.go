@@ -323,6 +323,55 @@ func TestMillionUserIDsStayBounded(t *testing.T) {
 	}
 }
 
+// A new user at the cap takes the window of the user just forgotten
+// (no allocation: a flood of new user ids costs no garbage), and starts
+// with none of that user's attempts, whatever the size of its ring.
+func TestLimiterNewUserGetsAClearedWindow(t *testing.T) {
+	for _, attempts := range []int{1, 2, 5, 100} {
+		l := newZoneState()
+		lim := limits{attempts: attempts, window: time.Hour, maxUsers: 2}
+		for _, key := range []string{"alice", "bob"} {
+			for range attempts {
+				mustReserve(t, l, key, t0, lim).Commit(t0)
+			}
+			if _, _, ok := reserve(l, key, t0, lim); ok {
+				t.Fatalf("%s not out of attempts", key)
+			}
+		}
+		// carol makes alice the forgotten one; carol and then dave get
+		// a forgotten user's window.
+		for _, key := range []string{"carol", "dave"} {
+			for i := range attempts {
+				r, wait, ok := reserve(l, key, t0, lim)
+				if !ok {
+					t.Fatalf("attempts=%d: %s refused at its attempt %d (wait %v): it inherited a forgotten user's count", attempts, key, i+1, wait)
+				}
+				r.Commit(t0)
+			}
+			if _, _, ok := reserve(l, key, t0, lim); ok {
+				t.Fatalf("attempts=%d: %s got more than %d attempts", attempts, key, attempts)
+			}
+		}
+	}
+
+	local := &Local{state: newZoneState(), lim: limits{attempts: 5, window: time.Hour, maxUsers: 16}}
+	keys := make([]string, 64)
+	for i := range keys {
+		keys[i] = fmt.Sprint("user-", i)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		var a Attempt
+		if wait, _ := local.Reserve(&a, keys[i%len(keys)], t0); wait == 0 {
+			a.Commit(t0)
+		}
+		i++
+	})
+	if allocs != 0 {
+		t.Errorf("a new user at the cap: %v allocations, want none", allocs)
+	}
+}
+
 // BenchmarkLimiterExistingKey is the check of a known user: reserve and
 // release one attempt.
 func BenchmarkLimiterExistingKey(b *testing.B) {

@@ -21,9 +21,13 @@ type Server struct {
 }
 
 // Start runs redis-server until the test ends; without the binary the test
-// fails (.ci/run installs it).
+// fails (.ci/run installs it). Under -short (the fast lane, which
+// needs nothing but Go) the test is skipped instead.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs redis-server: the full suite (scripts/test) runs it, -short does not")
+	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found: apt-get install redis-server (.ci/run does)")
 	}

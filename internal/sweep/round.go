@@ -252,7 +252,7 @@ func (r *round) remove(ctx context.Context, checked Entry) {
 	r.mu.Lock()
 	r.rep.Deleted = append(r.rep.Deleted, id)
 	r.mu.Unlock()
-	s.logger.Info("sweep deleted a stale app password: nextcloud rejects it",
+	s.audit.Info("sweep deleted a stale app password: nextcloud rejects it",
 		zap.String("user_id", id), zap.String("login", checked.Login), zap.Int("version", checked.Version))
 }
 

@@ -22,10 +22,11 @@ type Store interface {
 	Load(ctx context.Context, userID string) (Entry, error)
 
 	// DeleteIfUnchanged deletes the user's record only while the stored
-	// version is still version (KV v2), and otherwise returns an error
-	// wrapping ErrChanged; ErrNotFound when it is gone. KV v1 has no
-	// versions (version is 0): the store deletes, and the round's
-	// re-read just before is the only guard.
+	// version is still version, and otherwise returns an error wrapping
+	// ErrChanged; ErrNotFound when it is gone. KV v1 has no versions:
+	// the handler's store stands a fingerprint of the record in for one
+	// and compares it under the user's lock (see vaultkv), and the
+	// round's re-read just before is a second guard.
 	//
 	// Vault has no conditional delete: a KV v2 store reads the
 	// metadata's current_version and then deletes the metadata, which
@@ -41,7 +42,8 @@ type Entry struct {
 	// username, or the user id when none was stored.
 	Login    string
 	Password string
-	// Version is the KV v2 version the entry was read at, 0 on KV v1.
+	// Version is the KV v2 version the entry was read at; on KV v1 the
+	// store's fingerprint of the record (vaultkv.Record.Version).
 	Version int
 }
 

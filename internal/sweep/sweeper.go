@@ -41,10 +41,13 @@ type Deps struct {
 	// Holder names this sweeper in the lease (default: host name and a
 	// random suffix, so each Sweeper, even after a reload, is its own
 	// holder: a new one waits for the old one's lease to expire).
-	Holder   string
-	Clock    Clock       // default: the wall clock
-	Logger   *zap.Logger // audit lines; default: none
-	Observer Observer    // metrics; default: none
+	Holder string
+	Clock  Clock       // default: the wall clock
+	Logger *zap.Logger // rounds, kept and would-be deletions; default: none
+	// Audit gets the line of each deletion (default: Logger): the
+	// handler's audit trail, beside the API's deletions.
+	Audit    *zap.Logger
+	Observer Observer // metrics; default: none
 	// Rand returns a number in [0, 1) for the jitter (default
 	// math/rand/v2).
 	Rand func() float64
@@ -60,6 +63,7 @@ type Sweeper struct {
 	holder   string
 	clock    Clock
 	logger   *zap.Logger
+	audit    *zap.Logger
 	observer Observer
 	rand     func() float64
 
@@ -80,7 +84,7 @@ func New(cfg Config, deps Deps) (*Sweeper, error) {
 	}
 	s := &Sweeper{
 		cfg: cfg, store: deps.Store, checker: deps.Checker, lease: deps.Lease,
-		holder: deps.Holder, clock: deps.Clock, logger: deps.Logger, observer: deps.Observer, rand: deps.Rand,
+		holder: deps.Holder, clock: deps.Clock, logger: deps.Logger, audit: deps.Audit, observer: deps.Observer, rand: deps.Rand,
 	}
 	if s.holder == "" {
 		s.holder = defaultHolder()
@@ -90,6 +94,9 @@ func New(cfg Config, deps Deps) (*Sweeper, error) {
 	}
 	if s.logger == nil {
 		s.logger = zap.NewNop()
+	}
+	if s.audit == nil {
+		s.audit = s.logger
 	}
 	if s.observer == nil {
 		s.observer = nopObserver{}

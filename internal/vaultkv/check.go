@@ -19,9 +19,12 @@ type Check struct {
 // Checks checks what the store needs, in the order a request needs it:
 // Vault reachable and unsealed, the token valid (logging in first for
 // AppRole and Kubernetes), and the token's policy granting every
-// capability the store uses on its path. The capabilities are checked
-// only with a valid token.
-func (s *Store) Checks(ctx context.Context) []Check {
+// capability the store uses on its path: a user's secret, and LIST of the
+// prefix (List). also names secrets below the prefix that the caller
+// keeps beside the users' (the sweep's lease, "_sweep/lease"), which need
+// create, read and update. The capabilities are checked only with a valid
+// token.
+func (s *Store) Checks(ctx context.Context, also ...string) []Check {
 	client := s.client
 	var results []Check
 
@@ -49,28 +52,43 @@ func (s *Store) Checks(ctx context.Context) []Check {
 		what = "expires in " + ttl.String()
 	}
 	results = append(results, Check{Name: "vault token", OK: fmt.Sprintf("%s, %s, policies %s", s.auth.method, what, strings.Join(policies, ","))})
-	return append(results, s.checkCapabilities(ctx))
+	return append(results, s.checkCapabilities(ctx, also))
 }
 
-// neededCapabilities lists, per Vault API path of a user's secret, what the
-// store does there. It is the policy of vault/policy.hcl, in code.
-func (s *Store) neededCapabilities(userID string) map[string][]string {
+// neededCapabilities lists, per Vault API path, what the store does
+// there: on a user's secret, on the prefix (LIST, whose path ends in "/"),
+// and on the secrets in also. It is the policy of vault/policy.hcl, in
+// code.
+func (s *Store) neededCapabilities(userID string, also []string) map[string][]string {
 	p := s.secretPath(userID)
+	var needed map[string][]string
 	if s.version == 1 {
-		return map[string][]string{path.Join(s.mount, p): {"create", "read", "update", "delete"}}
+		needed = map[string][]string{
+			path.Join(s.mount, p):              {"create", "read", "update", "delete"},
+			path.Join(s.mount, s.prefix) + "/": {"list"},
+		}
+		for _, a := range also {
+			needed[path.Join(s.mount, s.prefix, a)] = []string{"create", "read", "update"}
+		}
+		return needed
 	}
-	return map[string][]string{
-		path.Join(s.mount, "data", p):     {"create", "read", "update"},
-		path.Join(s.mount, "destroy", p):  {"update"},
-		path.Join(s.mount, "metadata", p): {"delete"},
+	needed = map[string][]string{
+		path.Join(s.mount, "data", p):                  {"create", "read", "update"},
+		path.Join(s.mount, "destroy", p):               {"update"},
+		path.Join(s.mount, "metadata", p):              {"delete"},
+		path.Join(s.mount, "metadata", s.prefix) + "/": {"list"},
 	}
+	for _, a := range also {
+		needed[path.Join(s.mount, "data", s.prefix, a)] = []string{"create", "read", "update"}
+	}
+	return needed
 }
 
-// checkCapabilities asks Vault what the token may do on the paths of a
-// user's secret (sys/capabilities-self) and names whatever is missing.
-func (s *Store) checkCapabilities(ctx context.Context) Check {
+// checkCapabilities asks Vault what the token may do on the paths the
+// store uses (sys/capabilities-self) and names whatever is missing.
+func (s *Store) checkCapabilities(ctx context.Context, also []string) Check {
 	const name = "vault capabilities"
-	needed := s.neededCapabilities("caddy-apppw-check")
+	needed := s.neededCapabilities("caddy-apppw-check", also)
 	paths := slices.Sorted(maps.Keys(needed))
 	var missing []string
 	for _, p := range paths {

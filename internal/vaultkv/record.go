@@ -2,6 +2,7 @@ package vaultkv
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 )
 
@@ -23,16 +24,37 @@ type Record struct {
 	Version int `json:"-"`
 }
 
-// encodeRecord turns rec into the secret's fields. Going through JSON keeps
-// the field names in one place, the struct tags of Record.
-func encodeRecord(rec *Record) (map[string]any, error) {
-	raw, err := json.Marshal(rec)
-	if err != nil {
-		return nil, err
-	}
-	var data map[string]any
-	return data, json.Unmarshal(raw, &data)
+// kv2Write is the body of a KV v2 write as KVv2.Put sends it: the
+// secret's fields under "data", the check-and-set version under
+// "options".
+type kv2Write struct {
+	Data    *Record `json:"data"`
+	Options struct {
+		CAS int `json:"cas"`
+	} `json:"options"`
 }
+
+// encodeRecord is the body of the write of rec: on KV v2 wrapped with the
+// check-and-set version cas, on KV v1 the secret's fields alone. It is
+// encoded straight from the struct, whose tags hold the field names:
+// handing the library a map, as KVv2.Put wants, meant encoding the record
+// to JSON, decoding it into a map, and the library encoding the map again,
+// the most allocations of a provisioning. Vault keeps the fields it is
+// sent, not their order, so what it stores is the same.
+func encodeRecord(rec *Record, kv, cas int) ([]byte, error) {
+	if kv == 1 {
+		return json.Marshal(rec)
+	}
+	w := kv2Write{Data: rec}
+	w.Options.CAS = cas
+	return json.Marshal(&w)
+}
+
+// ErrMalformed is returned by Load for a secret whose fields are not a
+// record (an operator's or another writer's): the API answers it as a
+// storage failure, and the sweep keeps the secret, since it cannot check
+// it.
+var ErrMalformed = errors.New("stored record is malformed")
 
 func decodeRecord(data map[string]any) (*Record, error) {
 	raw, err := json.Marshal(data)
@@ -41,7 +63,7 @@ func decodeRecord(data map[string]any) (*Record, error) {
 	}
 	var rec Record
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		return nil, fmt.Errorf("stored record is malformed: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return &rec, nil
 }

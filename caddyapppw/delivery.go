@@ -1,0 +1,120 @@
+package caddyapppw
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/mcpserver"
+)
+
+// deliveryTimeout bounds one delivery to the MCP server. The MCP server
+// checks the password against Nextcloud itself before it stores anything
+// (with a 10 s timeout of its own), then writes its database; the rest is
+// a margin for the connection. Caddy's reverse_proxy has no timeout for
+// the answer by default, so without this a hung MCP server would hold the
+// request, and its rate-limit reservation, for ever. A variable only so
+// that a test can wait less; it is read when a config is provisioned and
+// at each delivery.
+var deliveryTimeout = 15 * time.Second
+
+// errMCPNotAccepted answers a change that Vault took but the MCP server
+// refused or never received. Not counted: the user did nothing wrong, and
+// a retry must find the attempt free.
+var errMCPNotAccepted = &apiError{status: http.StatusBadGateway, msg: "MCP server did not accept the change", outcome: "mcp_not_accepted"}
+
+// delivered reports the requests that change what the MCP server holds:
+// those are handed on when deliver_to_mcp is on. GET, access and the
+// scopes list change nothing and are answered by the module alone.
+func delivered(rt route, method string) bool {
+	return rt == routeAppPassword && (method == http.MethodPost || method == http.MethodDelete) ||
+		rt == routeUserScopes && method == http.MethodPatch
+}
+
+// deliveryLease is how much longer an attempt can run with delivery on:
+// the rate limit's reservation on Redis must outlive the request.
+func (h *Handler) deliveryLease() time.Duration {
+	if !h.DeliverToMCP {
+		return 0
+	}
+	return deliveryTimeout
+}
+
+// warnAboutTheMCPServersLimit logs, at provisioning, a rate_limit that lets
+// more provisions through than the MCP server's own limit accepts: the
+// surplus would be stored in Vault but answered 502.
+func (h *Handler) warnAboutTheMCPServersLimit() {
+	if !h.DeliverToMCP {
+		return
+	}
+	if msg := mcpserver.LimitWarning(h.RateLimit.Attempts, time.Duration(h.RateLimit.Window)); msg != "" {
+		h.logger.Warn(msg)
+	}
+}
+
+// deliver hands a change that passed every check and is in Vault on to the
+// next handler — the reverse_proxy to the MCP server — and turns its
+// outcome into the module's: nil when the MCP server accepted it (or, for
+// a DELETE, refused it with 401: see below), else errMCPNotAccepted. It
+// writes the one log line of the delivery and counts it.
+//
+// The MCP server is given until deliveryTimeout, whether or not the client
+// is still there: Vault has the change already, and the MCP server should
+// too.
+func (h *Handler) deliver(req *apiRequest) *apiError {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.r.Context()), deliveryTimeout)
+	defer cancel()
+	out := mcpserver.Deliver(ctx, req.next, mcpServerRequest(req), req.body)
+	metrics.deliveries.WithLabelValues(string(req.route), out.Kind.String()).Inc()
+
+	// A DELETE refused with 401: the MCP server checks the password
+	// against Nextcloud before it deletes, and Nextcloud no longer accepts
+	// it (the user revoked the token first). Its copy is as dead as the
+	// token; the MCP server drops it at its own next check. The user's
+	// deletion from Vault stands, and a 502 would ask for a retry that
+	// cannot succeed.
+	kept := req.r.Method == http.MethodDelete && out.Kind == mcpserver.Refused && out.Status == http.StatusUnauthorized
+
+	fields := []zap.Field{
+		zap.String("route", string(req.route)),
+		zap.String("method", req.r.Method),
+		zap.String("user_id", req.userID),
+		zap.String("mcp_outcome", out.Kind.String()),
+		zap.Int("mcp_status", out.Status),
+		zap.String("mcp_text", out.Text),
+		zap.Duration("latency", time.Since(start)),
+	}
+	switch {
+	case out.Kind == mcpserver.Accepted:
+		h.logger.Info("delivered to the MCP server", fields...)
+		return nil
+	case kept:
+		h.logger.Warn("the MCP server kept its copy: it refused the deletion with 401 because Nextcloud "+
+			"did not accept the password; it drops the password at its own next check against Nextcloud", fields...)
+		return nil
+	}
+	h.logger.Warn("the MCP server did not accept the change", fields...)
+	return errMCPNotAccepted.withCause(fmt.Errorf("MCP server: %s, status %d: %s", out.Kind, out.Status, out.Text))
+}
+
+// mcpServerRequest is the request to hand on: the client's, at the MCP
+// server's own path for the route. The MCP server serves its routes at
+// /api/v1 and has no prefix option, so under another prefix the path is
+// rewritten; under /api/v1 it is the client's path, spelled canonically.
+// The user id is the one the module validated.
+func mcpServerRequest(req *apiRequest) *http.Request {
+	action := "app-password"
+	if req.route == routeUserScopes {
+		action = "scopes"
+	}
+	u := *req.r.URL
+	u.Path, u.RawPath = mcpServerPrefix+"/users/"+req.userID+"/"+action, ""
+	r := req.r.WithContext(req.r.Context())
+	r.URL = &u
+	r.RequestURI = u.RequestURI()
+	return r
+}
