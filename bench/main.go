@@ -148,6 +148,9 @@ func main() {
 		vault %s {
 			token {env.VAULT_TOKEN}
 		}
+		# A sweep round would check stored users against Nextcloud in the
+		# middle of a measured round.
+		sweep off
 	}
 	reverse_proxy %s {
 		flush_interval -1
