@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
+	"github.com/caddy-apppw/caddy-apppw/internal/fakemcp"
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
 	"github.com/caddy-apppw/caddy-apppw/internal/readme"
 )
@@ -31,13 +32,17 @@ import (
 // readmeCaddyfiles names README.md's Caddyfile blocks in their order. A
 // block added, removed or moved fails TestREADMESnippets until it is
 // named here, so none is ever skipped without a reason.
-var readmeCaddyfiles = []string{"audit", "syntax", "token", "token", "token_file", "approle", "kubernetes", "redis"}
+var readmeCaddyfiles = []string{"audit", "syntax", "token", "token", "token_file", "approle", "kubernetes", "delivery", "sweep", "redis"}
 
 // caddyfileKind tells what a README Caddyfile block shows.
 func caddyfileKind(text string) string {
 	switch {
 	case strings.HasPrefix(text, "app_password [<matcher>]"):
 		return "syntax" // the syntax summary: placeholders, not a config
+	case strings.Contains(text, "deliver_to_mcp"):
+		return "delivery"
+	case strings.Contains(text, "sweep {"):
+		return "sweep"
 	case strings.Contains(text, "log audit"):
 		return "audit"
 	case strings.Contains(text, "token_file "):
@@ -282,8 +287,13 @@ func TestREADMESnippets(t *testing.T) {
 	// says an operator's Caddy can: through VAULT_CACERT.
 	t.Setenv(api.EnvVaultCACert, w.pki.caCert)
 
+	// The MCP server behind every block; with deliver_to_mcp, the change
+	// is delivered to its app-password route.
+	mcp := fakemcp.New(t, w.nc.URL)
+
 	// The README's machines and files, and the test's.
 	replace := map[string]string{
+		"nextcloud-mcp:8000":                    mcp.Listener.Addr().String(),
 		"https://cloud.example.com":             w.nc.URL,
 		"https://vault.example.com:8200":        w.vault.Addr,
 		"https://vault.vault.svc:8200":          w.vault.Addr,
@@ -355,6 +365,9 @@ func TestREADMESnippets(t *testing.T) {
 		sec, err := w.vault.Root.KVv2("secret").Get(t.Context(), "nextcloud-mcp/app-passwords/"+uid)
 		if err != nil || sec.Data["app_password"] != alicePW {
 			t.Fatalf("README.md line %d (%s): Vault holds %v (%v)", b.Line, kind, sec, err)
+		}
+		if row, ok := mcp.Get(uid); (kind == "delivery") != (ok && row.Password == alicePW) {
+			t.Fatalf("README.md line %d (%s): the MCP server holds %+v (%v)", b.Line, kind, row, ok)
 		}
 		if audit.Text != "" {
 			data, err := os.ReadFile(auditFile)

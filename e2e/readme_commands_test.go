@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,7 +37,15 @@ import (
 // still has it run:
 //   - it exits 0;
 //   - every executable it leaves in the checkout is a Caddy that lists
-//     http.handlers.app_password; a command that lists modules prints it;
+//     http.handlers.app_password, or the importer (import-mcp-db), which
+//     must answer --help with its usage and exit 0; a command that lists
+//     modules prints it;
+//   - a command that reads a stored state (`caddy app-password list`,
+//     `caddy app-password sweep`, `import-mcp-db`) meets the world the
+//     README names in its variables — CADDY_CONFIG (Caddyfile.example),
+//     the dev Vault in VAULT_ADDR, a Nextcloud in NEXTCLOUD_URL, the MCP
+//     server's SQLite database in DATABASE_URL with its key in
+//     TOKEN_ENCRYPTION_KEY — and must leave Vault as its output says;
 //   - a command that serves (`caddy run`, `scripts/run`) must come up,
 //     store an app password in Vault and pass other requests on, and is
 //     then stopped.
@@ -58,7 +67,14 @@ var (
 
 // plainBlocks are README.md's fenced blocks without a language, by how
 // they start: output and a file tree, no commands.
-var plainBlocks = []string{"app_password handler 1 of 1", "caddyapppw/ "}
+var plainBlocks = []string{
+	"app_password handler 1 of 1",
+	"caddyapppw/ ",
+	"secret/nextcloud-mcp/app-passwords at ", // caddy app-password list
+	"sweep of ",                              // caddy app-password sweep
+	"would import ",                          // import-mcp-db --dry-run
+	"imported ",                              // import-mcp-db
+}
 
 const appPasswordModule = "http.handlers.app_password"
 
@@ -73,6 +89,8 @@ func TestREADMECommands(t *testing.T) {
 	dir := copyCheckout(t, "..")
 	gobin := t.TempDir()
 	env := commandEnv(t, gobin)
+	state := newStateWorld(t)
+	stateEnv := append(slices.Clip(env), state.env...)
 
 	var ran, notRun []string
 	seen := map[string]string{} // command without its comment → the block it ran in
@@ -114,13 +132,15 @@ func TestREADMECommands(t *testing.T) {
 				runServing(t, where, dir, env, cmd, false)
 				ran = append(ran, where)
 			default:
-				runToEnd(t, where, dir, env, cmd)
+				out := runToEnd(t, where, dir, stateEnv, cmd)
+				state.check(t, where, cmd, out)
 				ran = append(ran, where)
 			}
 		}
 	}
 	t.Logf("ran:\n  %s", strings.Join(ran, "\n  "))
 	t.Logf("not run here:\n  %s", strings.Join(notRun, "\n  "))
+	t.Logf("commands on stored state, checked against Vault: %s", strings.Join(state.checksRan, ", "))
 }
 
 func knownPlainBlock(text string) bool {
@@ -144,7 +164,7 @@ func firstLine(s string) string {
 func copyCheckout(t *testing.T, root string) string {
 	t.Helper()
 	dst := t.TempDir()
-	skip := map[string]bool{".git": true, "bin": true, "caddy": true, "build-caddy": true}
+	skip := map[string]bool{".git": true, "bin": true, "caddy": true, "build-caddy": true, "import-mcp-db": true}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -230,32 +250,64 @@ func executables(t *testing.T, dir string) map[string]time.Time {
 }
 
 // runToEnd runs a command that ends, then checks what it printed and every
-// executable it made.
-func runToEnd(t *testing.T, where, dir string, env []string, cmd string) {
+// executable it made. It returns the command's standard output.
+func runToEnd(t *testing.T, where, dir string, env []string, cmd string) string {
 	t.Helper()
 	before := executables(t, dir)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	c := exec.CommandContext(ctx, "bash", "-e", "-o", "pipefail", "-c", cmd)
 	c.Dir, c.Env = dir, env
-	out, err := c.CombinedOutput()
+	// Stdout and stderr are copied by two goroutines: one lock for both.
+	var stdout, combined lockedBuilder
+	c.Stdout, c.Stderr = io.MultiWriter(&stdout, &combined), &combined
+	err := c.Run()
+	out := combined.String()
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", where, err, out)
 	}
-	if listModules.MatchString(cmd) && !hasLine(string(out), appPasswordModule) {
+	if listModules.MatchString(cmd) && !hasLine(out, appPasswordModule) {
 		t.Fatalf("%s: printed no %s line:\n%s", where, appPasswordModule, out)
 	}
 	for path, mtime := range executables(t, dir) {
 		if old, ok := before[path]; ok && old.Equal(mtime) {
 			continue
 		}
-		// A new or rebuilt executable: it must be a Caddy with the module.
+		// A new or rebuilt executable: the importer, or a Caddy with the
+		// module.
+		if filepath.Base(path) == "import-mcp-db" {
+			usage, err := exec.Command(path, "--help").CombinedOutput()
+			if err != nil || !strings.HasPrefix(string(usage), "usage: import-mcp-db --from") {
+				t.Fatalf("%s built %s, whose --help is not its usage with exit 0 (%v):\n%s", where, path, err, usage)
+			}
+			t.Logf("%s: %s answers --help with its usage", where, filepath.Base(path))
+			continue
+		}
 		list, err := exec.Command(path, "list-modules").CombinedOutput()
 		if err != nil || !hasLine(string(list), appPasswordModule) {
 			t.Fatalf("%s built %s, whose list-modules has no %s (%v):\n%s", where, path, appPasswordModule, err, list)
 		}
 		t.Logf("%s: %s lists %s", where, filepath.Base(path), appPasswordModule)
 	}
+	return stdout.String()
+}
+
+// lockedBuilder is a strings.Builder that several goroutines may write.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func hasLine(text, line string) bool {
@@ -452,4 +504,216 @@ func passThroughBackend(t *testing.T, nextcloudURL string) (string, *fakemcp.Han
 	}()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String(), passwords
+}
+
+// The commands on stored state, told apart by what they run.
+var (
+	appPasswordList  = regexp.MustCompile(`\bapp-password\s+list\b`)
+	appPasswordSweep = regexp.MustCompile(`\bapp-password\s+sweep\b`)
+	dryRunFlag       = regexp.MustCompile(`\s--dry-run\b`)
+)
+
+// isImporterRun says whether a command runs the importer (rather than,
+// say, building it).
+func isImporterRun(cmd string) bool {
+	f := strings.Fields(cmd)
+	return len(f) > 0 && filepath.Base(f[0]) == "import-mcp-db"
+}
+
+const mcpVaultPrefix = "nextcloud-mcp/app-passwords/"
+
+// mcpRow is a row of the MCP server's app_passwords table, in clear.
+type mcpRow struct {
+	userID, password string
+	username         any // string or nil (NULL)
+	scopes           any // JSON text or nil (NULL)
+	want             []any
+}
+
+// stateWorld is what the README's commands on stored state meet: a dev
+// Vault holding two users the module stored (Nextcloud accepts "kept"'s
+// password and rejects "revoked"'s), a fake Nextcloud, Caddyfile.example
+// as the config, and an MCP server's SQLite database with two users the
+// import must copy.
+type stateWorld struct {
+	vault     *devvault.Server
+	env       []string
+	rows      []mcpRow
+	secrets   []string // no command may print one
+	imported  bool
+	checksRan []string
+}
+
+func newStateWorld(t *testing.T) *stateWorld {
+	t.Helper()
+	w := &stateWorld{vault: devvault.Start(t, devvault.Options{})}
+	nc := fakenextcloud.New(t)
+	const keptPW, revokedPW = "Kept0-Passw-ord00-Valid-Still", "Revok-edPas-sword-Nextc-loud0"
+	nc.AddUser("kept", "", keptPW)
+	nc.AddUser("revoked", "", "Newer-Passw-ordOf-Revok-ed000") // the stored one was revoked
+	for id, pw := range map[string]string{"kept": keptPW, "revoked": revokedPW} {
+		_, err := w.vault.Root.KVv2("secret").Put(t.Context(), mcpVaultPrefix+id, map[string]any{
+			"user_id": id, "app_password": pw, "username": nil, "scopes": nil, "created_at": 1700000000, "updated_at": 1700000000,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.rows = []mcpRow{
+		{userID: "carol", password: "Carol-Passw-ordFr-omThe-MCPdb", username: nil, scopes: nil},
+		{userID: "dave", password: "Dave0-Passw-ordFr-omThe-MCPdb", username: "dave@example.com", scopes: `["notes.read"]`},
+	}
+	w.secrets = []string{keptPW, revokedPW, w.rows[0].password, w.rows[1].password, w.vault.Token}
+	// Nextcloud accepts the imported users' passwords: a sweep after the
+	// import keeps them.
+	nc.AddUser("carol", "", w.rows[0].password)
+	nc.AddUser("dave", "dave@example.com", w.rows[1].password)
+
+	// The MCP server's database, written by Python's sqlite3 with a token
+	// of Python's cryptography, as the MCP server writes it.
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Fatal("python3 not found: the README's import commands need an MCP server database (apt-get install python3-cryptography)")
+	}
+	db := filepath.Join(t.TempDir(), "tokens.db")
+	var rows []string
+	for _, r := range w.rows {
+		rows = append(rows, fmt.Sprintf("(%q, %q, %s, %s)", r.userID, r.password, pyValue(r.username), pyValue(r.scopes)))
+	}
+	script := `import sqlite3, sys
+from cryptography.fernet import Fernet
+key = Fernet.generate_key()
+f = Fernet(key)
+db = sqlite3.connect(sys.argv[1])
+db.executescript("""CREATE TABLE app_passwords (
+	user_id TEXT NOT NULL,
+	encrypted_password BLOB NOT NULL,
+	created_at BIGINT NOT NULL,
+	updated_at BIGINT NOT NULL,
+	PRIMARY KEY (user_id)
+);
+CREATE INDEX idx_app_passwords_updated ON app_passwords (updated_at);
+ALTER TABLE app_passwords ADD COLUMN scopes TEXT;
+ALTER TABLE app_passwords ADD COLUMN username TEXT;""")
+for uid, pw, username, scopes in [` + strings.Join(rows, ", ") + `]:
+    db.execute("INSERT INTO app_passwords VALUES (?, ?, 1690000000, 1690000100, ?, ?)", (uid, f.encrypt(pw.encode()), scopes, username))
+db.commit()
+print(key.decode())
+`
+	out, err := exec.Command("python3", "-c", script, db).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("writing the MCP server's database: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(string(out))
+	w.secrets = append(w.secrets, key)
+	w.env = []string{
+		"CADDY_CONFIG=Caddyfile.example",
+		"VAULT_ADDR=" + w.vault.Addr, "VAULT_TOKEN=" + w.vault.Token,
+		"NEXTCLOUD_URL=" + nc.URL,
+		"DATABASE_URL=sqlite:///" + db, // sqlite:////abs/path
+		"TOKEN_ENCRYPTION_KEY=" + key,
+	}
+	return w
+}
+
+func pyValue(v any) string {
+	if v == nil {
+		return "None"
+	}
+	return fmt.Sprintf("%q", v)
+}
+
+// stored returns the users Vault holds, with their records.
+func (w *stateWorld) stored(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	sec, err := w.vault.Root.Logical().ListWithContext(t.Context(), "secret/metadata/"+mcpVaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]any{}
+	if sec == nil {
+		return out
+	}
+	for _, k := range sec.Data["keys"].([]any) {
+		id := k.(string)
+		if strings.HasSuffix(id, "/") {
+			continue // the sweep's lease folder
+		}
+		kv, err := w.vault.Root.KVv2("secret").Get(t.Context(), mcpVaultPrefix+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[id] = kv.Data
+	}
+	return out
+}
+
+// check holds a command on stored state to what it printed: Vault must
+// hold what the output says, and the output no secret.
+func (w *stateWorld) check(t *testing.T, where, cmd, out string) {
+	t.Helper()
+	var kind string
+	switch {
+	case appPasswordList.MatchString(cmd):
+		kind = "list"
+	case appPasswordSweep.MatchString(cmd):
+		kind = "sweep"
+	case isImporterRun(cmd):
+		kind = "import"
+	default:
+		return
+	}
+	if dryRunFlag.MatchString(cmd) {
+		kind += " --dry-run"
+	}
+	for _, s := range w.secrets {
+		if strings.Contains(out, s) {
+			t.Fatalf("%s printed a password, the Fernet key or the Vault token:\n%s", where, out)
+		}
+	}
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("%s: %s\noutput:\n%s", where, fmt.Sprintf(format, args...), out)
+	}
+	stored := w.stored(t)
+	switch kind {
+	case "list", "list --dry-run":
+		for id := range stored {
+			if !strings.Contains(out, id) {
+				fail("Vault holds %s, the list does not show it", id)
+			}
+		}
+	case "sweep --dry-run":
+		if !strings.Contains(out, "would delete revoked: nextcloud rejects its password") || stored["revoked"] == nil {
+			fail("want revoked listed as would-be deleted and still in Vault (Vault holds %d users)", len(stored))
+		}
+	case "sweep":
+		if !strings.Contains(out, "deleted revoked: nextcloud rejects its password") || stored["revoked"] != nil || stored["kept"] == nil {
+			fail("want revoked deleted and kept kept (revoked in Vault: %v, kept: %v)", stored["revoked"] != nil, stored["kept"] != nil)
+		}
+	case "import --dry-run":
+		for _, r := range w.rows {
+			if !strings.Contains(out, "would import "+r.userID) || stored[r.userID] != nil && !w.imported {
+				fail("want %s to be shown as would-import and not written", r.userID)
+			}
+		}
+	case "import":
+		for _, r := range w.rows {
+			rec := stored[r.userID]
+			var scopes any
+			if r.scopes != nil {
+				scopes = []any{"notes.read"}
+			}
+			if !strings.Contains(out, "imported "+r.userID) || rec == nil || rec["app_password"] != r.password ||
+				fmt.Sprint(rec["username"]) != fmt.Sprint(r.username) || fmt.Sprint(rec["scopes"]) != fmt.Sprint(scopes) {
+				fail("want %s imported; Vault holds %v", r.userID, rec)
+			}
+		}
+		w.imported = true
+	}
+	w.checksRan = append(w.checksRan, kind)
+	t.Logf("%s: Vault holds what it printed (%s)", where, kind)
 }
