@@ -99,6 +99,7 @@ func TestAnswersByteForByte(t *testing.T) {
 	}
 	for _, n := range []int{1, 9, 99, 100, 999, 3599, 3600, 86_400, 1 << 40} {
 		failures["429 "+strconv.Itoa(n)] = errRateLimited(n)
+		failures["429 "+strconv.Itoa(n)+", kept"] = errRateLimited(n)
 	}
 	for name, e := range failures {
 		got, want := httptest.NewRecorder(), httptest.NewRecorder()

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,9 +30,11 @@ type apiError struct {
 	allow       string   // 405: the Allow header
 
 	// body is the answer's body when it was encoded ahead (the shared
-	// failures below, encoded once at start); nil: encode it when
-	// answering.
-	body []byte
+	// failures below, encoded once at start, and the 429s kept by
+	// errRateLimited); nil: encode it when answering. retryAfterText is
+	// the Retry-After header of a kept 429.
+	body           []byte
+	retryAfterText string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -94,13 +97,35 @@ func retryAfterSeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
 }
 
+// maxKeptRetryAfter bounds the 429 answers errRateLimited keeps: every
+// wait of the default window (1 h), in seconds.
+const maxKeptRetryAfter = 3600
+
+// rateLimited are the 429 failures by their wait, each built on first
+// use and then shared: a flood of requests of users out of attempts
+// costs no allocation and no encoding per answer. At most 3600 of them,
+// about a megabyte; a longer window's longer waits are built per request.
+var rateLimited [maxKeptRetryAfter + 1]atomic.Pointer[apiError]
+
 func errRateLimited(retryAfter int) *apiError {
-	return &apiError{
+	keep := retryAfter > 0 && retryAfter <= maxKeptRetryAfter
+	if keep {
+		if e := rateLimited[retryAfter].Load(); e != nil {
+			return e
+		}
+	}
+	e := &apiError{
 		status:     http.StatusTooManyRequests,
 		msg:        "Rate limit exceeded. Try again in " + strconv.Itoa(retryAfter) + " seconds.",
 		outcome:    "rate_limited",
 		retryAfter: retryAfter,
 	}
+	if keep {
+		// Two requests may build the same one; either is right.
+		e.body, e.retryAfterText = encodeError(e), strconv.Itoa(retryAfter)
+		rateLimited[retryAfter].Store(e)
+	}
+	return e
 }
 
 func errInvalidScopes(bad, valid []string) *apiError {

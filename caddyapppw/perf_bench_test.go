@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
 	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
 	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
 	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
@@ -146,6 +149,135 @@ func runBench(b *testing.B, h *Handler, reqs []benchRequest, want int) {
 		}
 		i++
 	}
+}
+
+// echoNC is a Nextcloud on loopback that accepts every login with
+// benchPassword as the user of that login name, allocating nothing per
+// request (a server's allocations are not the module's). It returns the
+// URL.
+func echoNC(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go echoLogins(conn)
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+var (
+	endOfHead  = []byte("\r\n\r\n")
+	authPrefix = []byte("\r\nAuthorization: Basic ")
+)
+
+// echoLogins answers each OCS request read from conn with Nextcloud's
+// answer for the login of its Authorization header, 401 for another
+// password.
+func echoLogins(conn net.Conn) {
+	defer conn.Close()
+	buf := make([]byte, 16<<10)
+	out := make([]byte, 0, 4<<10)
+	body := make([]byte, 0, 2<<10)
+	cred := make([]byte, 1024)
+	have := 0
+	for have < len(buf) {
+		n, err := conn.Read(buf[have:])
+		if err != nil {
+			return
+		}
+		have += n
+		for {
+			end := bytes.Index(buf[:have], endOfHead)
+			if end < 0 {
+				break
+			}
+			head := buf[:end+2]
+			login, ok := []byte(nil), false
+			if i := bytes.Index(head, authPrefix); i >= 0 {
+				v := head[i+len(authPrefix):]
+				v = v[:bytes.IndexByte(v, '\r')]
+				if n, err := base64.StdEncoding.Decode(cred, v); err == nil {
+					var pw []byte
+					login, pw, ok = bytes.Cut(cred[:n], []byte(":"))
+					ok = ok && string(pw) == benchPassword
+				}
+			}
+			out = out[:0]
+			if ok {
+				body = append(body[:0], `{"ocs":{"meta":{"status":"ok","statuscode":200,"message":"OK","totalitems":"","itemsperpage":""},"data":{"enabled":true,"storageLocation":"/var/www/html/data/`...)
+				body = append(body, login...)
+				body = append(body, `","id":"`...)
+				body = append(body, login...)
+				body = append(body, `","lastLogin":1800000000000,"backend":"Database","subadmin":[],"quota":{"free":1073741824,"used":0,"total":1073741824,"relative":0,"quota":-3},"email":null,"displayname":"`...)
+				body = append(body, login...)
+				body = append(body, `","display-name":"`...)
+				body = append(body, login...)
+				body = append(body, `","phone":"","address":"","website":"","twitter":"","groups":[],"language":"en","locale":"","backendCapabilities":{"setDisplayName":true,"setPassword":true}}}}`...)
+				out = append(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: "...)
+			} else {
+				body = append(body[:0], `{"ocs":{"meta":{"status":"failure","statuscode":997,"message":"Current user is not logged in","totalitems":"","itemsperpage":""},"data":[]}}`...)
+				out = append(out, "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: "...)
+			}
+			out = strconv.AppendInt(out, int64(len(body)), 10)
+			out = append(out, "\r\n\r\n"...)
+			out = append(out, body...)
+			if _, err := conn.Write(out); err != nil {
+				return
+			}
+			have = copy(buf, buf[end+len(endOfHead):have])
+		}
+	}
+}
+
+// vaultHandler is benchHandler with the Vault store on the dev Vault,
+// below a path prefix of its own, and Nextcloud on loopback (echoNC).
+func vaultHandler(b *testing.B) *Handler {
+	b.Helper()
+	if testing.Short() {
+		b.Skip("needs the dev Vault")
+	}
+	sharedVaultOnce.Do(func() { sharedVault, sharedVaultErr = devvault.Run(devvault.Options{}) })
+	if sharedVaultErr != nil {
+		b.Fatal(sharedVaultErr)
+	}
+	h := &Handler{
+		Nextcloud: &nextcloud.Config{URL: echoNC(b)},
+		Vault: &vaultkv.Config{Address: sharedVault.Addr, Token: sharedVault.Token,
+			PathPrefix: fmt.Sprintf("bench/%d/app-passwords", time.Now().UnixNano())},
+		RateLimit: &ratelimit.Config{Attempts: 5, MaxUsers: 1 << 12, Zone: fmt.Sprint("bench-", bareZones.Add(1))},
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	err := h.Provision(ctx)
+	b.Cleanup(func() {
+		_ = h.Cleanup()
+		cancel()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.InfoLevel)
+	logger := zap.New(core).Named("http.handlers.app_password")
+	h.logger, h.audit, h.now = logger, logger.Named("audit"), time.Now
+	return h
+}
+
+// BenchmarkAPIProvisionVault is BenchmarkAPIProvision with the module's
+// collaborators for real: the Vault store writing to the dev Vault (its
+// own process), the Nextcloud client over loopback. Its allocs/op are the
+// whole of a POST's in the module; its CPU profile, the module's share
+// of go run ./bench's.
+func BenchmarkAPIProvisionVault(b *testing.B) {
+	h := vaultHandler(b)
+	runBench(b, h, newBenchRequests(1<<16, "user-", benchPassword), http.StatusOK)
 }
 
 // BenchmarkAPIProvision is a first POST of a user: checks, Nextcloud,

@@ -121,7 +121,10 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	case http.StatusUnauthorized:
 		name, value = "Www-Authenticate", `Basic realm="app_password", charset="UTF-8"`
 	case http.StatusTooManyRequests:
-		name, value = "Retry-After", strconv.Itoa(e.retryAfter)
+		name, value = "Retry-After", e.retryAfterText
+		if value == "" {
+			value = strconv.Itoa(e.retryAfter)
+		}
 	case http.StatusMethodNotAllowed:
 		name, value = "Allow", e.allow
 	}

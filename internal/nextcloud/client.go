@@ -32,6 +32,7 @@ const maxOCSBody = 1 << 20
 // original endpoint slow.
 type Client struct {
 	base   string // the URL as configured, placeholders replaced, no trailing slash
+	check  string // base + ocsUserPath, joined once
 	client *http.Client
 }
 
@@ -57,7 +58,8 @@ func New(c *Config, repl *caddy.Replacer) (*Client, error) {
 		transport.TLSClientConfig = tlsCfg
 	}
 	return &Client{
-		base: base,
+		base:  base,
+		check: base + ocsUserPath,
 		client: &http.Client{
 			Transport: transport,
 			Timeout:   time.Duration(c.Timeout),
@@ -103,7 +105,7 @@ type ocsAnswer struct {
 // goes in X-Forwarded-For: a Nextcloud that trusts Caddy as a proxy then
 // throttles failed logins per client, not Caddy's address for everyone.
 func (c *Client) Check(ctx context.Context, login, password, userID, clientIP string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+ocsUserPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.check, nil)
 	if err != nil {
 		return TransportError{err}
 	}
