@@ -58,17 +58,7 @@ func (s *zoneState) reserve(a *Attempt, key string, now time.Time, lim limits) t
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	u := s.users[key]
-	if u == nil {
-		s.evict(t, lim)
-		u = s.newWindow(key)
-	} else {
-		s.unlink(u)
-		u.fit(lim.attempts)
-		u.expire(t, lim.window)
-	}
-	s.pushFront(u)
-
+	u := s.touch(key, t, lim)
 	if u.n+u.inflight >= lim.attempts {
 		s.dropIfIdle(u)
 		if u.n == 0 {
@@ -108,18 +98,26 @@ func (s *zoneState) count(keys []string, t int64, lim limits) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, key := range keys {
-		u := s.users[key]
-		if u == nil {
-			s.evict(t, lim)
-			u = s.newWindow(key)
-		} else {
-			s.unlink(u)
-			u.fit(lim.attempts)
-			u.expire(t, lim.window)
-		}
-		s.pushFront(u)
-		u.push(t, lim.attempts)
+		s.touch(key, t, lim).push(t, lim.attempts)
 	}
+}
+
+// touch returns key's window, made current at t and moved to the head of
+// the activity list: a new one (after making room for it) or the key's
+// own, fitted to the limit of the config that calls and cleared of the
+// events that left the window. s.mu must be held.
+func (s *zoneState) touch(key string, t int64, lim limits) *userWindow {
+	u := s.users[key]
+	if u == nil {
+		s.evict(t, lim)
+		u = s.newWindow(key)
+	} else {
+		s.unlink(u)
+		u.fit(lim.attempts)
+		u.expire(t, lim.window)
+	}
+	s.pushFront(u)
+	return u
 }
 
 // tracked is the number of keys the state holds.
