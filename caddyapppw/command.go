@@ -130,6 +130,37 @@ func provisionForCommand(ctx context.Context, raw json.RawMessage) (h *Handler, 
 	return h, func() { _ = h.Cleanup(); cancel() }, nil
 }
 
+// eachStore provisions every app_password handler of a config, as Caddy
+// would but without the sweep's schedule, and calls fn once for each Vault
+// store among those that want accepts (handlers that share a store are
+// visited once). Each handler is cleaned up as soon as fn returns; an
+// error from fn ends the walk.
+func eachStore(ctx context.Context, configFile, adapter string, want func(*Handler) bool, fn func(h *Handler, store string) error) error {
+	handlers, err := loadHandlers(configFile, adapter)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, hj := range handlers {
+		h, done, err := provisionForCommand(ctx, hj)
+		if err != nil {
+			return err
+		}
+		if !want(h) || seen[h.storeName()] {
+			done()
+			continue
+		}
+		store := h.storeName()
+		seen[store] = true
+		err = fn(h, store)
+		done()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // storeName names the Vault store a handler uses, for the commands'
 // output: "<mount>/<path_prefix> at <address>" (and the namespace).
 func (h *Handler) storeName() string {

@@ -69,40 +69,29 @@ type listedUser struct {
 // runList lists the users of each store the config's handlers use (each
 // store once). It reports whether every store and record could be read.
 func runList(ctx context.Context, out io.Writer, configFile, adapter string, asJSON bool) (bool, error) {
-	handlers, err := loadHandlers(configFile, adapter)
-	if err != nil {
-		return false, err
-	}
 	allOK := true
 	users := []listedUser{} // [] in JSON when nothing is stored
-	seen := map[string]bool{}
-	for _, hj := range handlers {
-		h, done, err := provisionForCommand(ctx, hj)
-		if err != nil {
-			return false, err
-		}
-		if h.vault == nil || seen[h.storeName()] {
-			done()
-			continue
-		}
-		store := h.storeName()
-		seen[store] = true
+	hasVault := func(h *Handler) bool { return h.vault != nil }
+	err := eachStore(ctx, configFile, adapter, hasVault, func(h *Handler, store string) error {
 		found, ok, err := h.listUsers(ctx)
-		done()
 		if err != nil {
 			if asJSON {
-				return false, fmt.Errorf("listing %s: %w", store, err)
+				return fmt.Errorf("listing %s: %w", store, err)
 			}
 			fmt.Fprintf(out, "%s: FAIL %v\n", store, err)
 			allOK = false
-			continue
+			return nil
 		}
 		allOK = allOK && ok
 		if asJSON {
 			users = append(users, found...)
-			continue
+		} else {
+			printUsers(out, store, found)
 		}
-		printUsers(out, store, found)
+		return nil
+	})
+	if err != nil {
+		return false, err
 	}
 	if asJSON {
 		enc := json.NewEncoder(out)

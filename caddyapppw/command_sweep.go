@@ -68,26 +68,11 @@ type sweptStore struct {
 // store once). The error says what kept the command from succeeding: a
 // round that failed, stopped early, or kept records on error.
 func runSweep(ctx context.Context, out io.Writer, configFile, adapter string, dryRun, asJSON bool) error {
-	handlers, err := loadHandlers(configFile, adapter)
-	if err != nil {
-		return err
-	}
 	var problems []string
 	results := []sweptStore{}
-	seen := map[string]bool{}
-	for _, hj := range handlers {
-		h, done, err := provisionForCommand(ctx, hj)
-		if err != nil {
-			return err
-		}
-		if h.sweeper == nil || seen[h.storeName()] {
-			done()
-			continue
-		}
-		store := h.storeName()
-		seen[store] = true
+	hasSweeper := func(h *Handler) bool { return h.sweeper != nil }
+	err := eachStore(ctx, configFile, adapter, hasSweeper, func(h *Handler, store string) error {
 		rep, err := h.sweeper.Round(ctx, dryRun)
-		done()
 		res := sweptStore{Store: store, Report: rep}
 		switch {
 		case err != nil:
@@ -102,9 +87,13 @@ func runSweep(ctx context.Context, out io.Writer, configFile, adapter string, dr
 		}
 		if asJSON {
 			results = append(results, res)
-			continue
+		} else {
+			printReport(out, store, rep)
 		}
-		printReport(out, store, rep)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if asJSON {
 		enc := json.NewEncoder(out)

@@ -29,19 +29,23 @@ import (
 // request could still be running, instead of blocking the key for the
 // whole window.
 
+// scriptNow starts each script: now is ARGV[1] when a test pins the
+// clock, else Redis's own TIME in µs, so every replica scores attempts on
+// one clock. replicate_commands lets a script that read TIME write.
+const scriptNow = `redis.replicate_commands()
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end`
+
 // reserveScript reserves one attempt on every key of KEYS, or on none:
 // drop what left the window, and if any key is full answer the longest
 // wait among the full keys (Unix µs; one second when every attempt of a
 // key is in flight). ARGV: now, window, limit, member, lease. The keys
 // expire one window after their last attempt, so Redis memory follows the
 // active keys.
-var reserveScript = redis.NewScript(`
-redis.replicate_commands()
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+var reserveScript = redis.NewScript(scriptNow + `
 local window, limit, lease = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
 local wait = -1
 for _, key in ipairs(KEYS) do
@@ -89,13 +93,7 @@ return {1, 0}
 // only give back the in-flight member. A key over its limit keeps its
 // newest limit counted attempts, as the in-process ring does. ARGV: now,
 // window, limit, member, n.
-var finishScript = redis.NewScript(`
-redis.replicate_commands()
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+var finishScript = redis.NewScript(scriptNow + `
 local window, limit, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
 for i, key in ipairs(KEYS) do
   redis.call('ZREM', key, 'p:' .. ARGV[4])

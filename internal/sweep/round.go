@@ -146,20 +146,9 @@ func (r *round) renew(ctx context.Context, renew func(context.Context) error) bo
 // sweepUser checks one user and acts on the verdict.
 func (r *round) sweepUser(ctx context.Context, id string) {
 	s := r.s
-	e, err := s.store.Load(ctx, id)
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		r.fail(ctx, ctx.Err())
-		return
-	case errors.Is(err, ErrNotFound):
-		return // deleted since the listing: nothing to sweep
-	case errors.Is(err, ErrUnreadable):
-		r.keep(id, err.Error())
-		return
-	default:
-		r.keep(id, "reading the record: "+err.Error())
-		r.fail(ctx, fmt.Errorf("reading %q: %w", id, err))
+	// A record deleted since the listing has nothing to sweep.
+	e, ok := r.load(ctx, id, "reading the record", func(err error) { r.keep(id, err.Error()) })
+	if !ok {
 		return
 	}
 
@@ -196,6 +185,27 @@ func (r *round) sweepUser(ctx context.Context, id string) {
 	}
 }
 
+// load reads id's record for the round. It reports false when the caller
+// has nothing more to do with the user: the record is gone, it is
+// unreadable (unreadable was called), or the store failed or the round was
+// cancelled (the round ends; what says what was being read).
+func (r *round) load(ctx context.Context, id, what string, unreadable func(error)) (Entry, bool) {
+	e, err := r.s.store.Load(ctx, id)
+	switch {
+	case err == nil:
+		return e, true
+	case ctx.Err() != nil:
+		r.fail(ctx, ctx.Err())
+	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrUnreadable):
+		unreadable(err)
+	default:
+		r.keep(id, what+": "+err.Error())
+		r.fail(ctx, fmt.Errorf("reading %q: %w", id, err))
+	}
+	return Entry{}, false
+}
+
 // remove deletes a user whose password Nextcloud rejected, if the record
 // is still the one that was checked.
 func (r *round) remove(ctx context.Context, checked Entry) {
@@ -212,20 +222,10 @@ func (r *round) remove(ctx context.Context, checked Entry) {
 	// re-provisioned meanwhile (on KV v1, with no versions, this is the
 	// only guard). The password is compared in constant time, like
 	// every secret.
-	cur, err := s.store.Load(ctx, id)
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		r.fail(ctx, ctx.Err())
-		return
-	case errors.Is(err, ErrNotFound):
-		return // deleted meanwhile (by its owner or another sweep)
-	case errors.Is(err, ErrUnreadable):
-		r.changed(id)
-		return
-	default:
-		r.keep(id, "reading the record again: "+err.Error())
-		r.fail(ctx, fmt.Errorf("reading %q: %w", id, err))
+	// Gone meanwhile (by its owner or another sweep): nothing to do; no
+	// longer readable as a record: it changed.
+	cur, ok := r.load(ctx, id, "reading the record again", func(error) { r.changed(id) })
+	if !ok {
 		return
 	}
 	if cur.Version != checked.Version || subtle.ConstantTimeCompare([]byte(cur.Password), []byte(checked.Password)) != 1 {
@@ -233,7 +233,7 @@ func (r *round) remove(ctx context.Context, checked Entry) {
 		return
 	}
 
-	err = s.store.DeleteIfUnchanged(ctx, id, checked.Version)
+	err := s.store.DeleteIfUnchanged(ctx, id, checked.Version)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
