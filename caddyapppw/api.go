@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
 	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
+	"github.com/caddy-apppw/caddy-apppw/internal/redelivery"
 	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
 
@@ -36,6 +37,11 @@ type apiRequest struct {
 	// re-sends, since the body can be read only once.
 	next caddyhttp.Handler
 	body []byte
+	// saved is the record as this request left it in Vault (its
+	// version included), and login the login name it was checked
+	// under (nil: the user id): what a delivery settles and sends.
+	saved *vaultkv.Record
+	login *string
 }
 
 // serveAPI answers one request of the API. The log line is written before
@@ -173,19 +179,30 @@ func (h *Handler) provision(req *apiRequest) (any, *apiError) {
 	ctx, cancel := h.storeContext(req.r.Context())
 	defer cancel()
 	now := h.now().Unix()
-	_, e = h.save(ctx, req.userID, nil, func(old *vaultkv.Record) (*vaultkv.Record, *apiError) {
+	saved, e := h.save(ctx, req.userID, nil, func(old *vaultkv.Record) (*vaultkv.Record, *apiError) {
 		rec := &vaultkv.Record{
 			UserID: req.userID, AppPassword: req.password, Username: body.username,
 			Scopes: body.scopes, CreatedAt: now, UpdatedAt: now,
 		}
 		if old != nil {
-			rec.CreatedAt, rec.Version = old.CreatedAt, old.Version
+			rec.Version = old.Version
+			if !old.Removed() {
+				rec.CreatedAt = old.CreatedAt
+			}
+			// A change the MCP server still owes is now owed as
+			// this provisioning, which covers it, until this
+			// delivery settles it: so a crash before then loses
+			// nothing.
+			if old.MCPPending != vaultkv.PendingNone {
+				rec.MCPPending, rec.MCPPendingSince = vaultkv.PendingPost, old.MCPPendingSince
+			}
 		}
 		return rec, nil
 	})
 	if e != nil {
 		return nil, e
 	}
+	req.saved, req.login = saved, body.username
 	return provisionResponse{Success: true, Message: "App password stored for " + req.userID, Scopes: body.scopes}, nil
 }
 
@@ -195,7 +212,7 @@ func (h *Handler) status(req *apiRequest) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	return statusResponse{Success: true, UserID: req.userID, HasAppPassword: rec != nil}, nil
+	return statusResponse{Success: true, UserID: req.userID, HasAppPassword: rec != nil && !rec.Removed()}, nil
 }
 
 // remove is DELETE app-password.
@@ -220,10 +237,22 @@ func (h *Handler) remove(req *apiRequest) (any, *apiError) {
 		// database, and the deletion must reach it there.
 		return messageResponse{Success: true, Message: "No app password found to delete"}, nil
 	}
-	// With leftovers only, the versions an operator deleted could still
-	// be undeleted: the user's DELETE purges them and says so.
 	ctx, cancel := h.storeContext(req.r.Context())
 	defer cancel()
+	if h.DeliverToMCP && rec != nil {
+		// The MCP server's DELETE needs a password Nextcloud accepts,
+		// so the record stays, marked removed (hidden from the API),
+		// until the MCP server has deleted its copy; the delivery then
+		// deletes it (settleDelivered), or the re-delivery rounds do.
+		marked, err := redelivery.Mark(ctx, h.store, req.userID, vaultkv.PendingDelete, h.now())
+		if err != nil {
+			return nil, errStorage.withCause(err)
+		}
+		req.saved, req.login = marked, rec.Username
+		return messageResponse{Success: true, Message: "App password deleted for " + req.userID}, nil
+	}
+	// With leftovers only, the versions an operator deleted could still
+	// be undeleted: the user's DELETE purges them and says so.
 	if err := h.store.Delete(ctx, req.userID); err != nil {
 		return nil, errStorage.withCause(err)
 	}
@@ -236,7 +265,7 @@ func (h *Handler) access(req *apiRequest) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	if rec == nil {
+	if rec == nil || rec.Removed() {
 		return accessResponse{Success: true, UserID: req.userID}, nil
 	}
 	return accessResponse{
@@ -267,14 +296,14 @@ func (h *Handler) updateScopes(req *apiRequest) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	if rec == nil {
+	if rec == nil || rec.Removed() {
 		return nil, errNotProvisioned
 	}
 	ctx, cancel := h.storeContext(req.r.Context())
 	defer cancel()
 	now := h.now().Unix()
 	saved, e := h.save(ctx, req.userID, rec, func(old *vaultkv.Record) (*vaultkv.Record, *apiError) {
-		if old == nil {
+		if old == nil || old.Removed() {
 			return nil, errNotProvisioned
 		}
 		upd := *old
@@ -284,6 +313,7 @@ func (h *Handler) updateScopes(req *apiRequest) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
+	req.saved, req.login = saved, saved.Username
 	return scopesUpdatedResponse{Success: true, Message: "Scopes updated successfully", Scopes: saved.Scopes}, nil
 }
 

@@ -80,7 +80,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        }
 //	        on_error local|deny
 //	    }
-//	    deliver_to_mcp
+//	    deliver_to_mcp <mcp_server_address> {
+//	        interval <duration>
+//	        give_up  <duration>
+//	    }
 //	    sweep [off] {
 //	        interval       <duration>
 //	        rate           <checks_per_second>
@@ -116,8 +119,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "sweep":
 			err = h.unmarshalSweep(d)
 		case "deliver_to_mcp":
-			h.DeliverToMCP = true
-			err = noArgs(d)
+			err = h.unmarshalDelivery(d)
 		default:
 			err = d.Errf("unrecognized app_password option '%s'", d.Val())
 		}
@@ -509,3 +511,31 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 }
 
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// unmarshalDelivery reads `deliver_to_mcp <address> { interval; give_up }`.
+func (h *Handler) unmarshalDelivery(d *caddyfile.Dispenser) error {
+	h.DeliverToMCP = true
+	if !d.NextArg() {
+		return d.Err("deliver_to_mcp needs the MCP server's address (e.g. deliver_to_mcp http://127.0.0.1:8000): " +
+			"changes it did not take are delivered there again in the background")
+	}
+	h.MCPServer = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "interval":
+			err = durationArg(d, &h.RedeliveryInterval)
+		case "give_up":
+			err = durationArg(d, &h.RedeliveryGiveUp)
+		default:
+			err = d.Errf("unrecognized deliver_to_mcp option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

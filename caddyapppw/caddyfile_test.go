@@ -214,7 +214,7 @@ func TestCaddyfileExample(t *testing.T) {
 	if len(srv.Listen) != 1 || srv.Listen[0] != ":8080" || len(srv.Routes) != 1 || len(srv.Routes[0].Handle) != 2 {
 		t.Fatalf("unexpected server: %+v", srv)
 	}
-	const want = `{"deliver_to_mcp":true,"handler":"app_password","nextcloud":{"timeout":10000000000,"url":"http://127.0.0.1:8081"},` +
+	const want = `{"deliver_to_mcp":true,"handler":"app_password","mcp_server":"127.0.0.1:8000","nextcloud":{"timeout":10000000000,"url":"http://127.0.0.1:8081"},` +
 		`"password_format":"default","prefix":"/api/v1","rate_limit":{"attempts":5,"max_users":100000,"window":3600000000000},` +
 		`"vault":{"address":"http://127.0.0.1:8200","kv_version":2,"max_retries":2,"mount":"secret",` +
 		`"path_prefix":"nextcloud-mcp/app-passwords","timeout":10000000000,"token":"{env.VAULT_TOKEN}"}}`

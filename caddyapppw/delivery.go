@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-apppw/caddy-apppw/internal/mcpserver"
+	"github.com/caddy-apppw/caddy-apppw/internal/redelivery"
+	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
 
 // deliveryTimeout bounds one delivery to the MCP server. The MCP server
@@ -32,6 +34,17 @@ var errMCPNotAccepted = &apiError{status: http.StatusBadGateway, msg: "MCP serve
 func delivered(rt route, method string) bool {
 	return rt == routeAppPassword && (method == http.MethodPost || method == http.MethodDelete) ||
 		rt == routeUserScopes && method == http.MethodPatch
+}
+
+// change is the pending change a request makes, as a record's mark.
+func change(rt route, method string) vaultkv.Pending {
+	switch {
+	case rt == routeUserScopes:
+		return vaultkv.PendingPatch
+	case method == http.MethodDelete:
+		return vaultkv.PendingDelete
+	}
+	return vaultkv.PendingPost
 }
 
 // deliveryLease is how much longer an attempt can run with delivery on:
@@ -61,6 +74,11 @@ func (h *Handler) warnAboutTheMCPServersLimit() {
 // a DELETE, refused it with 401: see below), else errMCPNotAccepted. It
 // writes the one log line of the delivery and counts it.
 //
+// Then it brings the record in line with what happened: an accepted
+// change settles the record's mark (redelivery.Settle), a deletion ends
+// with the record's removal from Vault, and a change the MCP server did
+// not take is marked on the record, for the re-delivery rounds.
+//
 // The MCP server is given until deliveryTimeout, whether or not the client
 // is still there: Vault has the change already, and the MCP server should
 // too.
@@ -68,7 +86,7 @@ func (h *Handler) deliver(req *apiRequest) *apiError {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.r.Context()), deliveryTimeout)
 	defer cancel()
-	out := mcpserver.Deliver(ctx, req.next, mcpServerRequest(req), req.body)
+	out := mcpserver.Deliver(ctx, req.next, mcpServerRequest(req), withLogin(req.body, req.login))
 	metrics.deliveries.WithLabelValues(string(req.route), out.Kind.String()).Inc()
 
 	// A DELETE refused with 401: the MCP server checks the password
@@ -77,7 +95,8 @@ func (h *Handler) deliver(req *apiRequest) *apiError {
 	// token; the MCP server drops it at its own next check. The user's
 	// deletion from Vault stands, and a 502 would ask for a retry that
 	// cannot succeed.
-	kept := req.r.Method == http.MethodDelete && out.Kind == mcpserver.Refused && out.Status == http.StatusUnauthorized
+	isDelete := req.r.Method == http.MethodDelete
+	kept := isDelete && out.Kind == mcpserver.Refused && out.Status == http.StatusUnauthorized
 
 	fields := []zap.Field{
 		zap.String("route", string(req.route)),
@@ -91,14 +110,65 @@ func (h *Handler) deliver(req *apiRequest) *apiError {
 	switch {
 	case out.Kind == mcpserver.Accepted:
 		h.logger.Info("delivered to the MCP server", fields...)
-		return nil
+		return h.settleDelivered(req)
 	case kept:
 		h.logger.Warn("the MCP server kept its copy: it refused the deletion with 401 because Nextcloud "+
 			"did not accept the password; it drops the password at its own next check against Nextcloud", fields...)
-		return nil
+		return h.settleDelivered(req)
 	}
 	h.logger.Warn("the MCP server did not accept the change", fields...)
+	h.markUndelivered(req)
 	return errMCPNotAccepted.withCause(fmt.Errorf("MCP server: %s, status %d: %s", out.Kind, out.Status, out.Text))
+}
+
+// settleDelivered ends a change the MCP server took: a deletion removes
+// the record it kept until now, another change settles the record's mark.
+func (h *Handler) settleDelivered(req *apiRequest) *apiError {
+	if req.saved == nil {
+		return nil // nothing in Vault: a deletion only the MCP server's table needed
+	}
+	ctx, cancel := h.storeContext(req.r.Context())
+	defer cancel()
+	if req.saved.Removed() {
+		// Only the marked record: a provisioning since then keeps
+		// its new password, and owes its own change.
+		err := h.store.DeleteIfUnchanged(ctx, req.userID, req.saved.Version)
+		if err != nil && !isGone(err) {
+			h.kickRedelivery()
+			return errStorage.withCause(err)
+		}
+		return nil
+	}
+	if err := redelivery.Settle(ctx, h.store, req.userID, req.saved.Version, change(req.route, req.r.Method), h.now()); err != nil {
+		// The MCP server has the change; the record may still say it
+		// owes one, which costs a redundant re-delivery, no more.
+		h.logger.Warn("settling the record after a delivery failed", zap.String("user_id", req.userID), zap.Error(err))
+	}
+	return nil
+}
+
+// markUndelivered marks the change on the record, so the re-delivery
+// rounds take it from here. A deletion was marked before it was
+// delivered.
+func (h *Handler) markUndelivered(req *apiRequest) {
+	if req.saved == nil || req.saved.Removed() {
+		h.kickRedelivery()
+		return
+	}
+	ctx, cancel := h.storeContext(req.r.Context())
+	defer cancel()
+	if _, err := redelivery.Mark(ctx, h.store, req.userID, change(req.route, req.r.Method), h.now()); err != nil {
+		h.logger.Error("marking an undelivered change failed: it is delivered again only with the user's next change",
+			zap.String("user_id", req.userID), zap.Error(err))
+		return
+	}
+	h.kickRedelivery()
+}
+
+func (h *Handler) kickRedelivery() {
+	if h.redeliverer != nil {
+		h.redeliverer.Kick()
+	}
 }
 
 // mcpServerRequest is the request to hand on: the client's, at the MCP
@@ -107,14 +177,19 @@ func (h *Handler) deliver(req *apiRequest) *apiError {
 // rewritten; under /api/v1 it is the client's path, spelled canonically.
 // The user id is the one the module validated.
 func mcpServerRequest(req *apiRequest) *http.Request {
-	action := "app-password"
-	if req.route == routeUserScopes {
-		action = "scopes"
-	}
 	u := *req.r.URL
-	u.Path, u.RawPath = mcpServerPrefix+"/users/"+req.userID+"/"+action, ""
+	u.Path, u.RawPath = mcpServerPath(req.userID, req.route), ""
 	r := req.r.WithContext(req.r.Context())
 	r.URL = &u
 	r.RequestURI = u.RequestURI()
 	return r
+}
+
+// mcpServerPath is the MCP server's path of a user's route.
+func mcpServerPath(userID string, rt route) string {
+	action := "app-password"
+	if rt == routeUserScopes {
+		action = "scopes"
+	}
+	return mcpServerPrefix + "/users/" + userID + "/" + action
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,17 @@ type mcpUpstream struct {
 	// saying on arrived that it came.
 	held             bool
 	arrived, release chan struct{}
+	// failing, when not 0, is the status every request is answered
+	// with, as a proxy in front of a failing MCP server answers.
+	failing int
+}
+
+// failWith makes the MCP server answer every request with status (0:
+// serve again).
+func (u *mcpUpstream) failWith(status int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.failing = status
 }
 
 // hold makes the MCP server take each request and then wait, until the
@@ -44,6 +56,15 @@ func (u *mcpUpstream) hold() {
 }
 
 func (u *mcpUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	failing := u.failing
+	u.mu.Unlock()
+	if failing != 0 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(failing)
+		_, _ = io.WriteString(w, `{"detail":"upstream failing"}`)
+		return
+	}
 	if u.held {
 		u.arrived <- struct{}{}
 		select {
@@ -109,7 +130,7 @@ func newDeliveryEnv(t *testing.T, settings string) (*env, *mcpUpstream) {
 	// The harness proxies to its recording backend; these tests proxy to
 	// the double instead, which records too.
 	e.backend.URL = mcp.addr
-	e.load(e.caddyfile("deliver_to_mcp\n" + settings))
+	e.load(e.caddyfile("deliver_to_mcp http://" + mcp.addr + "\n" + settings))
 	return e, mcp
 }
 
@@ -517,30 +538,43 @@ func TestDeliveryOfARevokedPasswordsDelete(t *testing.T) {
 	}
 }
 
-// Astrolabe's DELETE carries no body. For a user who logs in with another
-// name than the uid, the MCP server then checks the password as the uid,
-// which Nextcloud refuses, and keeps its row (as it does without the
-// module): the module deletes from Vault, answers 200 and logs it. The
-// delivery does not add the login name: the MCP server gets the request
-// as the client sent it.
-func TestDeliveryOfADeleteWithoutTheLoginName(t *testing.T) {
+// Astrolabe's DELETE carries no body, and an operator's PATCH only
+// scopes. The MCP server logs in to Nextcloud as the body's username, else
+// as the uid: for a user who logs in with another name (e-mail, LDAP) the
+// delivery must carry the stored login name, or the MCP server refuses
+// and keeps its row. Before the login name was added, the DELETE reached
+// the MCP server without a body, it answered 401 and kept alice's
+// password, and the PATCH was answered 502 (issue: "Delivery carries the
+// stored login name").
+func TestDeliveryCarriesTheStoredLoginName(t *testing.T) {
 	e, mcp := newDeliveryEnv(t, "")
 	e.nc.AddUser("alice", "alice@example.com", alicePW)
 	const path = "/api/v1/users/alice/app-password"
 	e.call("POST", path, "alice:"+alicePW, `{"username": "alice@example.com"}`).
 		expect(t, 200, `{"success":true,"message":"App password stored for alice","scopes":null}`)
+
+	e.call("PATCH", "/api/v1/users/alice/scopes", "alice:"+alicePW, `{"scopes": ["notes.read"]}`).
+		expect(t, 200, `{"success":true,"message":"Scopes updated successfully","scopes":["notes.read"]}`)
+	if got := string(mcp.Requests()[1].Body); got != `{"username":"alice@example.com","scopes": ["notes.read"]}` {
+		t.Fatalf("the PATCH delivered %s", got)
+	}
+	if row, ok := mcp.Get("alice"); !ok || !slices.Equal(row.Scopes, []string{"notes.read"}) {
+		t.Fatalf("the MCP server holds %+v, %v", row, ok)
+	}
+
 	e.call("DELETE", path, "alice:"+alicePW, "").
 		expect(t, 200, `{"success":true,"message":"App password deleted for alice"}`)
 	if got := e.stored("alice"); got != nil {
 		t.Fatalf("Vault still holds %v", got)
 	}
-	if got := mcp.Requests()[1]; got.Method != "DELETE" || len(got.Body) != 0 || got.ContentLength != 0 {
+	got := mcp.Requests()[2]
+	if got.Method != "DELETE" || string(got.Body) != `{"username":"alice@example.com"}` || got.ContentLength != int64(len(got.Body)) {
 		t.Fatalf("the MCP server received %+v", got)
 	}
-	if _, ok := mcp.Get("alice"); !ok {
-		t.Fatal("the double dropped its row although it refused")
+	if _, ok := mcp.Get("alice"); ok {
+		t.Fatal("the MCP server kept the password alice removed")
 	}
-	expectDelivery(t, e.lastDelivery(), "warn", msgKeptItsCopy, "refused", 401, "Invalid credentials")
+	expectDelivery(t, e.lastDelivery(), "info", msgDelivered, "accepted", 200, "App password deleted for alice")
 }
 
 // A hung MCP server: the delivery ends at its timeout (shortened here),

@@ -418,6 +418,12 @@ func (e *env) softDelete(uid string) {
 // logLines returns the module's log lines (logger http.handlers.app_password).
 func (e *env) logLines() []map[string]any {
 	e.t.Helper()
+	return e.logLinesOf("http.handlers.app_password")
+}
+
+// logLinesOf returns the log lines of one logger.
+func (e *env) logLinesOf(logger string) []map[string]any {
+	e.t.Helper()
 	data, err := os.ReadFile(e.logFile)
 	if err != nil {
 		e.t.Fatal(err)
@@ -425,7 +431,7 @@ func (e *env) logLines() []map[string]any {
 	var out []map[string]any
 	for _, line := range bytes.Split(data, []byte("\n")) {
 		var m map[string]any
-		if json.Unmarshal(line, &m) == nil && m["logger"] == "http.handlers.app_password" {
+		if json.Unmarshal(line, &m) == nil && m["logger"] == logger {
 			out = append(out, m)
 		}
 	}

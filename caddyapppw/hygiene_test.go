@@ -34,6 +34,10 @@ func (f failingStore) Save(_ context.Context, rec *vaultkv.Record) error {
 	return f.err
 }
 func (f failingStore) Delete(context.Context, string) error { return f.err }
+func (f failingStore) DeleteIfUnchanged(context.Context, string, int) error {
+	return f.err
+}
+func (f failingStore) List(context.Context) ([]string, error) { return nil, f.err }
 
 // ncAnswers are Nextcloud's misbehaviours, as in-process round trips.
 var ncAnswers = map[string]func(*http.Request) (*http.Response, error){

@@ -88,6 +88,22 @@ func (m *memStore) Save(_ context.Context, rec *vaultkv.Record) error {
 		return vaultkv.ErrConflict
 	}
 	m.write(rec.UserID, data)
+	rec.Version = m.secrets[rec.UserID].version
+	return nil
+}
+
+// DeleteIfUnchanged deletes the record while it is at version.
+func (m *memStore) DeleteIfUnchanged(_ context.Context, userID string, version int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.secrets[userID]
+	switch {
+	case s == nil || s.data == nil:
+		return vaultkv.ErrNotFound
+	case s.version != version:
+		return vaultkv.ErrConflict
+	}
+	delete(m.secrets, userID)
 	return nil
 }
 

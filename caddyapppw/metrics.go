@@ -26,6 +26,9 @@ var metrics = struct {
 	vaultDuration      *prometheus.HistogramVec
 	vaultErrors        *prometheus.CounterVec
 	deliveries         *prometheus.CounterVec
+	redeliveries       *prometheus.CounterVec
+	redeliveryRounds   prometheus.Counter
+	pendingDeliveries  prometheus.Gauge
 	trackedUsers       prometheus.Collector
 	sweepRounds        *prometheus.CounterVec
 	sweepChecked       *prometheus.CounterVec
@@ -61,6 +64,13 @@ func initMetrics() {
 			"Failed Vault operations, by operation and kind.")), []string{"op", "kind"})
 		metrics.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts(opts("deliveries_total",
 			"Changes handed on to the MCP server (deliver_to_mcp), by route and outcome: accepted, refused or unreachable.")), []string{"route", "outcome"})
+		metrics.redeliveries = prometheus.NewCounterVec(prometheus.CounterOpts(opts("redeliveries_total",
+			"Changes delivered again to the MCP server in the background, by result: accepted, refused, throttled, "+
+				"unreachable, given_up, storage_error.")), []string{"result"})
+		metrics.redeliveryRounds = prometheus.NewCounter(prometheus.CounterOpts(opts("redelivery_rounds_total",
+			"Re-delivery rounds this process ran (holding the lease): each lists the stored users and delivers what they owe.")))
+		metrics.pendingDeliveries = prometheus.NewGauge(prometheus.GaugeOpts(opts("deliveries_pending",
+			"Records whose change the MCP server had not taken at the end of the last re-delivery round of this process.")))
 		metrics.sweepRounds = prometheus.NewCounterVec(prometheus.CounterOpts(opts("sweep_rounds_total",
 			"Sweep rounds run, by result: complete, or why the round ended early.")), []string{"result"})
 		metrics.sweepChecked = prometheus.NewCounterVec(prometheus.CounterOpts(opts("sweep_checked_total",
@@ -86,7 +96,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 	initMetrics()
 	for _, c := range []prometheus.Collector{
 		metrics.requests, metrics.rateLimited, metrics.rateLimitFallbacks, metrics.nextcloudDuration, metrics.nextcloudErrors,
-		metrics.vaultDuration, metrics.vaultErrors, metrics.deliveries, metrics.trackedUsers,
+		metrics.vaultDuration, metrics.vaultErrors, metrics.deliveries, metrics.redeliveries, metrics.redeliveryRounds, metrics.pendingDeliveries, metrics.trackedUsers,
 		metrics.sweepRounds, metrics.sweepChecked, metrics.sweepDeleted, metrics.sweepKept, metrics.sweepLastRound,
 	} {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {

@@ -17,6 +17,7 @@ import (
 	"github.com/caddy-apppw/caddy-apppw/internal/mcpserver"
 	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
 	"github.com/caddy-apppw/caddy-apppw/internal/ratelimit"
+	"github.com/caddy-apppw/caddy-apppw/internal/redelivery"
 	"github.com/caddy-apppw/caddy-apppw/internal/sweep"
 	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
@@ -84,6 +85,11 @@ type Handler struct {
 	// now is the clock of the rate limit and the records' timestamps.
 	now     func() time.Time
 	sweeper *sweep.Sweeper // nil with the tests' memory store
+	// redeliverer delivers again what Vault holds and the MCP server
+	// did not take; nil without deliver_to_mcp or with the memory store.
+	redeliverer *redelivery.Worker
+	// mcp is the MCP server's own address, for re-deliveries.
+	mcp mcpserver.Upstream
 	// noSchedule keeps Provision from starting the sweeper, and
 	// commandLogger replaces the logger of a context without a config
 	// (a development logger): the commands provision a handler to use it
@@ -153,6 +159,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.sweeper != nil && !h.noSchedule {
 		h.sweeper.Start()
 	}
+	if err := h.provisionRedelivery(); err != nil {
+		return err
+	}
+	if h.redeliverer != nil && !h.noSchedule {
+		h.redeliverer.Start()
+	}
 	return nil
 }
 
@@ -211,6 +223,11 @@ func (h *Handler) configure() error {
 		return fmt.Errorf("rate_limit: %w", err)
 	}
 
+	h.Config.SetDefaults()
+	if err := h.Config.Validate(); err != nil {
+		return err
+	}
+
 	if h.Sweep == nil {
 		h.Sweep = new(sweep.Config)
 	}
@@ -229,6 +246,9 @@ func (h *Handler) Cleanup() error {
 	// Nextcloud client and the Redis client of the limiter.
 	if h.sweeper != nil {
 		h.sweeper.Stop()
+	}
+	if h.redeliverer != nil {
+		h.redeliverer.Stop()
 	}
 	if h.accounts != nil {
 		_ = h.accounts.Close()

@@ -41,9 +41,10 @@ type nopStore struct{}
 func (nopStore) Load(context.Context, string) (*vaultkv.Record, error) {
 	return nil, vaultkv.ErrNotFound
 }
-func (nopStore) Save(context.Context, *vaultkv.Record) error { return nil }
-func (nopStore) Delete(context.Context, string) error        { return nil }
-func (nopStore) List(context.Context) ([]string, error)      { return nil, nil }
+func (nopStore) Save(context.Context, *vaultkv.Record) error          { return nil }
+func (nopStore) Delete(context.Context, string) error                 { return nil }
+func (nopStore) DeleteIfUnchanged(context.Context, string, int) error { return nil }
+func (nopStore) List(context.Context) ([]string, error)               { return nil, nil }
 
 // anyUserNC is Nextcloud accepting benchPassword for every login, as the
 // login's own uid, with the body of the real OCS answer.

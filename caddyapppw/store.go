@@ -2,6 +2,7 @@ package caddyapppw
 
 import (
 	"context"
+	"errors"
 
 	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
@@ -23,7 +24,16 @@ type store interface {
 	Save(ctx context.Context, rec *vaultkv.Record) error
 	// Delete removes the record of userID and every version of it.
 	Delete(ctx context.Context, userID string) error
+	// DeleteIfUnchanged is Delete while the record is still at
+	// version: vaultkv.ErrConflict when it was replaced since,
+	// vaultkv.ErrNotFound when none is left.
+	DeleteIfUnchanged(ctx context.Context, userID string, version int) error
+	// List returns the stored user ids (the re-delivery rounds).
+	List(ctx context.Context) ([]string, error)
 }
+
+// isGone reports a record already removed: what a deletion wanted.
+func isGone(err error) bool { return errors.Is(err, vaultkv.ErrNotFound) }
 
 // The production store.
 var _ store = (*vaultkv.Store)(nil)

@@ -207,7 +207,7 @@ var (
 func TestSweepRoundThroughCaddy(t *testing.T) {
 	needsVault(t)
 	clock := useSweepClock(t)
-	e := newEnv(t, "deliver_to_mcp\n"+sweepFast)
+	e := newEnv(t, "deliver_to_mcp 127.0.0.1:9\n"+sweepFast)
 	// The README's advice for a backlog: the proxy on Nextcloud's
 	// brute-force allow-list (TestSweepStopsAtNextcloudThrottle is
 	// without it).

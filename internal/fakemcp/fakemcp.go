@@ -159,6 +159,13 @@ func (h *Handler) Put(uid string, rec Record) {
 	h.rows[uid] = rec
 }
 
+// Delete drops uid's row directly, as an operator would.
+func (h *Handler) Delete(uid string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.rows, uid)
+}
+
 // Len is the number of rows.
 func (h *Handler) Len() int {
 	h.mu.Lock()

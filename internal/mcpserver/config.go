@@ -16,6 +16,8 @@ package mcpserver
 
 import (
 	"fmt"
+
+	"github.com/caddyserver/caddy/v2"
 	"math"
 	"strings"
 	"time"
@@ -32,6 +34,68 @@ type Config struct {
 	// database (upstream nextcloud-mcp-server up to at least v0.181); leave
 	// it off for one that reads them from Vault. Default: off.
 	DeliverToMCP bool `json:"deliver_to_mcp,omitempty"`
+
+	// The MCP server's own address (http://host:port, or host:port), for
+	// re-deliveries: a change Vault took but the MCP server did not is
+	// delivered again in the background, straight to this address,
+	// until the MCP server holds what Vault holds. Required with
+	// deliver_to_mcp: normally the reverse_proxy's upstream.
+	MCPServer string `json:"mcp_server,omitempty"`
+
+	// How often the records that owe the MCP server a change are looked
+	// for and delivered again (default 30s). A failed delivery also
+	// starts a round at once. Each round lists the users and reads each
+	// record once: with very many users, raise it.
+	RedeliveryInterval caddy.Duration `json:"redelivery_interval,omitempty"`
+
+	// How long a deletion the MCP server cannot be reached for may wait
+	// (default 24h). The record, password included, is kept in Vault
+	// (hidden from the API) while the deletion is owed, since the MCP
+	// server's DELETE needs a password Nextcloud accepts; past this it is
+	// deleted from Vault anyway and the MCP server drops its copy at its
+	// own next check against Nextcloud.
+	RedeliveryGiveUp caddy.Duration `json:"redelivery_give_up,omitempty"`
+}
+
+// Defaults of the re-delivery settings.
+const (
+	DefaultRedeliveryInterval = 30 * time.Second
+	DefaultRedeliveryGiveUp   = 24 * time.Hour
+	// minRedeliveryInterval keeps a mistyped interval from turning the
+	// rounds into a scan of Vault without pause.
+	minRedeliveryInterval = 100 * time.Millisecond
+)
+
+// SetDefaults fills in the zero values.
+func (c *Config) SetDefaults() {
+	if c.RedeliveryInterval == 0 {
+		c.RedeliveryInterval = caddy.Duration(DefaultRedeliveryInterval)
+	}
+	if c.RedeliveryGiveUp == 0 {
+		c.RedeliveryGiveUp = caddy.Duration(DefaultRedeliveryGiveUp)
+	}
+}
+
+// Validate checks the settings: with delivery on, the MCP server's
+// address is required.
+func (c *Config) Validate() error {
+	if !c.DeliverToMCP {
+		return nil
+	}
+	if c.MCPServer == "" {
+		return fmt.Errorf("deliver_to_mcp needs the MCP server's address, for re-deliveries in the background " +
+			"(e.g. deliver_to_mcp http://127.0.0.1:8000, the reverse_proxy's upstream)")
+	}
+	if _, err := ParseAddress(c.MCPServer); err != nil {
+		return fmt.Errorf("deliver_to_mcp: %w", err)
+	}
+	if time.Duration(c.RedeliveryInterval) < minRedeliveryInterval {
+		return fmt.Errorf("deliver_to_mcp: interval must be at least %s", minRedeliveryInterval)
+	}
+	if c.RedeliveryGiveUp <= 0 {
+		return fmt.Errorf("deliver_to_mcp: give_up must be positive")
+	}
+	return nil
 }
 
 // The MCP server's own limiter: per user id and process, counted attempts

@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Handler is the next handler in Caddy's chain. caddyhttp.Handler has this
@@ -64,6 +65,9 @@ type Outcome struct {
 	// without control characters, and never holds the request's password
 	// or Authorization value.
 	Text string
+	// RetryAfter is the wait the answer asked for in its Retry-After
+	// header (the MCP server's 429 has one), 0 when none.
+	RetryAfter time.Duration
 }
 
 // maxAnswer bounds how much of an answer's body Deliver keeps: the MCP
@@ -151,6 +155,23 @@ func classify(rec *recorder, err error) Outcome {
 		return Outcome{Kind: Unreachable, Text: "no handler answered"}
 	}
 	a := readAnswer(header, body, cut)
+	out := classifyAnswer(status, a)
+	out.RetryAfter = retryAfter(header.Get("Retry-After"))
+	return out
+}
+
+// retryAfter reads a Retry-After header in seconds (the form the MCP
+// server and Caddy send); anything else is no wait.
+func retryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return time.Duration(min(n, 86400)) * time.Second
+}
+
+// classifyAnswer reads an answer's status and body.
+func classifyAnswer(status int, a answer) Outcome {
 	switch {
 	case status >= 200 && status < 300 && a.success:
 		return Outcome{Kind: Accepted, Status: status, Text: a.message}

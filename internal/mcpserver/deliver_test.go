@@ -132,53 +132,53 @@ func TestClassify(t *testing.T) {
 		want Outcome
 	}{
 		{"stored", jsonAnswer(200, `{"success":true,"message":"App password stored for alice","scopes":null}`),
-			Outcome{Accepted, 200, "App password stored for alice"}},
+			Outcome{Accepted, 200, "App password stored for alice", 0}},
 		{"charset and spaces", func(w http.ResponseWriter, _ *http.Request) error {
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
 			_, _ = io.WriteString(w, `{ "success" : true }`)
 			return nil
-		}, Outcome{Accepted, 200, ""}},
+		}, Outcome{Accepted, 200, "", 0}},
 		{"1xx first", func(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(http.StatusEarlyHints)
 			return jsonAnswer(200, `{"success":true,"message":"ok"}`)(w, r)
-		}, Outcome{Accepted, 200, "ok"}},
-		{"success false", jsonAnswer(200, `{"success":false,"error":"nope"}`), Outcome{Refused, 200, "nope"}},
-		{"success as a string", jsonAnswer(200, `{"success":"true"}`), Outcome{Refused, 200, `answer without "success": true`}},
-		{"Success capitalised", jsonAnswer(200, `{"Success":true}`), Outcome{Refused, 200, `answer without "success": true`}},
+		}, Outcome{Accepted, 200, "ok", 0}},
+		{"success false", jsonAnswer(200, `{"success":false,"error":"nope"}`), Outcome{Refused, 200, "nope", 0}},
+		{"success as a string", jsonAnswer(200, `{"success":"true"}`), Outcome{Refused, 200, `answer without "success": true`, 0}},
+		{"Success capitalised", jsonAnswer(200, `{"Success":true}`), Outcome{Refused, 200, `answer without "success": true`, 0}},
 		{"not JSON", func(w http.ResponseWriter, _ *http.Request) error {
 			w.Header().Set("Content-Type", "text/plain")
 			_, _ = io.WriteString(w, `{"success":true}`)
 			return nil
-		}, Outcome{Refused, 200, `answer without "success": true`}},
-		{"cut at the limit", jsonAnswer(200, huge), Outcome{Refused, 200, `answer without "success": true`}},
+		}, Outcome{Refused, 200, `answer without "success": true`, 0}},
+		{"cut at the limit", jsonAnswer(200, huge), Outcome{Refused, 200, `answer without "success": true`, 0}},
 		{"rate limited", jsonAnswer(429, `{"success":false,"error":"Rate limit exceeded. Try again in 3600 seconds."}`),
-			Outcome{Refused, 429, "Rate limit exceeded. Try again in 3600 seconds."}},
-		{"wrong password", jsonAnswer(401, `{"success":false,"error":"Invalid credentials"}`), Outcome{Refused, 401, "Invalid credentials"}},
-		{"starlette detail", jsonAnswer(422, `{"detail":"Unprocessable"}`), Outcome{Refused, 422, "Unprocessable"}},
+			Outcome{Refused, 429, "Rate limit exceeded. Try again in 3600 seconds.", 0}},
+		{"wrong password", jsonAnswer(401, `{"success":false,"error":"Invalid credentials"}`), Outcome{Refused, 401, "Invalid credentials", 0}},
+		{"starlette detail", jsonAnswer(422, `{"detail":"Unprocessable"}`), Outcome{Refused, 422, "Unprocessable", 0}},
 		{"plain 404", func(w http.ResponseWriter, _ *http.Request) error {
 			http.NotFound(w, nil)
 			return nil
-		}, Outcome{Refused, 404, "HTTP 404 Not Found"}},
+		}, Outcome{Refused, 404, "HTTP 404 Not Found", 0}},
 		{"nextcloud down behind it", jsonAnswer(502, `{"success":false,"error":"Failed to validate credentials"}`),
-			Outcome{Unreachable, 502, "Failed to validate credentials"}},
+			Outcome{Unreachable, 502, "Failed to validate credentials", 0}},
 		{"503 empty", func(w http.ResponseWriter, _ *http.Request) error {
 			w.WriteHeader(503)
 			return nil
-		}, Outcome{Unreachable, 503, "HTTP 503 Service Unavailable"}},
-		{"504", jsonAnswer(504, ``), Outcome{Unreachable, 504, "HTTP 504 Gateway Timeout"}},
-		{"nothing", func(http.ResponseWriter, *http.Request) error { return nil }, Outcome{Unreachable, 0, "no handler answered"}},
-		{"plain error", func(http.ResponseWriter, *http.Request) error { return errors.New("boom") }, Outcome{Unreachable, 0, "boom"}},
+		}, Outcome{Unreachable, 503, "HTTP 503 Service Unavailable", 0}},
+		{"504", jsonAnswer(504, ``), Outcome{Unreachable, 504, "HTTP 504 Gateway Timeout", 0}},
+		{"nothing", func(http.ResponseWriter, *http.Request) error { return nil }, Outcome{Unreachable, 0, "no handler answered", 0}},
+		{"plain error", func(http.ResponseWriter, *http.Request) error { return errors.New("boom") }, Outcome{Unreachable, 0, "boom", 0}},
 		{"caddy handler error", func(http.ResponseWriter, *http.Request) error {
 			return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 127.0.0.1:9: connect: connection refused"))
-		}, Outcome{Unreachable, 502, "dial tcp 127.0.0.1:9: connect: connection refused"}},
+		}, Outcome{Unreachable, 502, "dial tcp 127.0.0.1:9: connect: connection refused", 0}},
 		{"wrapped caddy handler error", func(http.ResponseWriter, *http.Request) error {
 			return errPrefix{caddyhttp.Error(499, context.Canceled)}
-		}, Outcome{Unreachable, 499, "context canceled"}},
+		}, Outcome{Unreachable, 499, "context canceled", 0}},
 		{"aborted mid-answer", func(w http.ResponseWriter, _ *http.Request) error {
 			w.WriteHeader(200)
 			_, _ = io.WriteString(w, `{"success":tr`)
 			panic(http.ErrAbortHandler)
-		}, Outcome{Unreachable, 0, "the answer was aborted"}},
+		}, Outcome{Unreachable, 0, "the answer was aborted", 0}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -16,6 +16,15 @@ type Record struct {
 	CreatedAt   int64    `json:"created_at"`
 	UpdatedAt   int64    `json:"updated_at"`
 
+	// MCPPending names the change Vault holds and the MCP server has not
+	// taken yet ("post", "patch" or "delete"; see Pending), and
+	// MCPPendingSince when it was first left so (Unix seconds). Both are
+	// absent when the MCP server's copy follows Vault, and always without
+	// deliver_to_mcp. A record pending "delete" is one the user removed:
+	// it stays only until the MCP server has deleted its copy too.
+	MCPPending      Pending `json:"mcp_pending,omitempty"`
+	MCPPendingSince int64   `json:"mcp_pending_since,omitempty"`
+
 	// Version is the storage's version of this record (KV v2's version
 	// number; on KV v1, which has none, a fingerprint of the stored
 	// fields), for check-and-set: Save writes only over the version the
@@ -23,6 +32,23 @@ type Record struct {
 	// field of the secret.
 	Version int `json:"-"`
 }
+
+// Pending is a change of a record the MCP server has yet to take.
+type Pending string
+
+// The pending changes, each of which supersedes the ones before it: a
+// provisioning delivers the whole record (password, login name, scopes),
+// so it covers a scope change; a deletion covers both.
+const (
+	PendingNone   Pending = ""
+	PendingPost   Pending = "post"
+	PendingPatch  Pending = "patch"
+	PendingDelete Pending = "delete"
+)
+
+// Removed reports a record the user deleted, kept only until the MCP
+// server deleted its copy: the API answers for it as for no record.
+func (r *Record) Removed() bool { return r != nil && r.MCPPending == PendingDelete }
 
 // kv2Write is the body of a KV v2 write as KVv2.Put sends it: the
 // secret's fields under "data", the check-and-set version under

@@ -1,6 +1,7 @@
 package vaultkv
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -113,11 +114,19 @@ func (s *Store) Save(ctx context.Context, rec *Record) (err error) {
 	if s.version == 1 {
 		return vaultError(s.saveKV1(ctx, p, rec))
 	}
-	var older []int
+	var (
+		newest int
+		older  []int
+	)
 	err = s.auth.do(ctx, func() (err error) {
-		older, err = s.put(ctx, p, rec)
+		newest, older, err = s.put(ctx, p, rec)
 		return err
 	})
+	if err == nil && newest > 0 {
+		// rec is now the stored record: a caller can check-and-set
+		// over it again (delivery marks and settles it).
+		rec.Version = newest
+	}
 	if err != nil || len(older) == 0 {
 		return vaultError(err)
 	}
@@ -157,14 +166,24 @@ func (s *Store) saveKV1(ctx context.Context, p string, rec *Record) error {
 		if stored != rec.Version {
 			return ErrConflict
 		}
-		_, err = s.write(ctx, s.mount+"/"+p, body)
-		return err
+		if _, err = s.write(ctx, s.mount+"/"+p, body); err != nil {
+			return err
+		}
+		// The fingerprint of what was written, as Load computes it from
+		// Vault's answer (numbers as json.Number).
+		var data map[string]any
+		d := json.NewDecoder(bytes.NewReader(body))
+		d.UseNumber()
+		if d.Decode(&data) == nil {
+			rec.Version = kv1Version(data)
+		}
+		return nil
 	})
 }
 
-// put writes rec with check-and-set and returns the older versions to
-// destroy.
-func (s *Store) put(ctx context.Context, p string, rec *Record) ([]int, error) {
+// put writes rec with check-and-set and returns the version written and
+// the older versions to destroy.
+func (s *Store) put(ctx context.Context, p string, rec *Record) (int, []int, error) {
 	cas := rec.Version
 	newest, err := s.putKV2(ctx, p, rec, cas)
 	if isCASMismatch(err) && cas == 0 {
@@ -178,19 +197,19 @@ func (s *Store) put(ctx context.Context, p string, rec *Record) ([]int, error) {
 		}
 	}
 	if isCASMismatch(err) {
-		return nil, ErrConflict
+		return 0, nil, ErrConflict
 	}
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if cas == 0 || newest == 0 {
-		return nil, nil
+		return newest, nil, nil
 	}
 	var older []int
 	for v := max(1, newest-destroyWindow); v < newest; v++ {
 		older = append(older, v)
 	}
-	return older, nil
+	return newest, older, nil
 }
 
 // putKV2 is KVv2.Put(ctx, p, data, WithCheckAndSet(cas)) with a typed
