@@ -63,7 +63,15 @@ type listedUser struct {
 	CreatedAt  int64    `json:"created_at"`
 	UpdatedAt  int64    `json:"updated_at"`
 	AgeSeconds int64    `json:"age_seconds"`
-	Error      string   `json:"error,omitempty"`
+	// MCPPending is the change the MCP server has not taken yet (post,
+	// patch, delete; absent when its copy follows Vault), pending since
+	// MCPPendingSince (Unix seconds).
+	MCPPending      string `json:"mcp_pending,omitempty"`
+	MCPPendingSince int64  `json:"mcp_pending_since,omitempty"`
+	Error           string `json:"error,omitempty"`
+	// delivery: the config delivers to the MCP server, so the record's
+	// state there is worth showing.
+	delivery bool
 }
 
 // runList lists the users of each store the config's handlers use (each
@@ -137,6 +145,8 @@ func (h *Handler) listUsers(ctx context.Context) (users []listedUser, ok bool, e
 			Store: store, UserID: id, Login: login, Username: rec.Username, Scopes: rec.Scopes,
 			CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
 			AgeSeconds: max(0, int64(now.Sub(time.Unix(rec.UpdatedAt, 0))/time.Second)),
+			MCPPending: string(rec.MCPPending), MCPPendingSince: rec.MCPPendingSince,
+			delivery: h.DeliverToMCP,
 		})
 	}
 	return users, ok, nil
@@ -148,21 +158,46 @@ func printUsers(out io.Writer, store string, users []listedUser) {
 	if len(users) == 1 {
 		noun = "user"
 	}
-	fmt.Fprintf(out, "%s: %d %s\n", store, len(users), noun)
+	pending := 0
+	for _, u := range users {
+		if u.MCPPending != "" {
+			pending++
+		}
+	}
+	fmt.Fprintf(out, "%s: %d %s", store, len(users), noun)
+	if pending > 0 {
+		fmt.Fprintf(out, ", %d owing the MCP server a change", pending)
+	}
+	fmt.Fprintln(out)
 	if len(users) == 0 {
 		return
 	}
+	now := clock()
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER ID\tLOGIN\tSCOPES\tCREATED\tUPDATED\tAGE")
+	fmt.Fprintln(tw, "USER ID\tLOGIN\tSCOPES\tCREATED\tUPDATED\tAGE\tMCP SERVER")
 	for _, u := range users {
 		if u.Error != "" {
 			fmt.Fprintf(tw, "%s\tunreadable: %s\n", u.UserID, u.Error)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.UserID, u.Login, scopesText(u.Scopes),
-			unixText(u.CreatedAt), unixText(u.UpdatedAt), ageText(time.Duration(u.AgeSeconds)*time.Second))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.UserID, u.Login, scopesText(u.Scopes),
+			unixText(u.CreatedAt), unixText(u.UpdatedAt), ageText(time.Duration(u.AgeSeconds)*time.Second),
+			mcpText(u, now))
 	}
 	_ = tw.Flush()
+}
+
+// mcpText shows whether the MCP server's copy follows the record: "in
+// sync", or the change it still owes and for how long, e.g. "owes
+// delete (5m)"; "-" without deliver_to_mcp.
+func mcpText(u listedUser, now time.Time) string {
+	switch {
+	case u.MCPPending == "" && !u.delivery:
+		return "-" // no deliver_to_mcp: the MCP server reads Vault
+	case u.MCPPending == "":
+		return "in sync"
+	}
+	return fmt.Sprintf("owes %s (%s)", u.MCPPending, ageText(max(0, now.Sub(time.Unix(u.MCPPendingSince, 0)))))
 }
 
 // scopesText shows stored scopes; null means no restriction.
