@@ -197,4 +197,3 @@ func TestLeasedRound(t *testing.T) {
 		t.Fatalf("round with the lease: %d, %v, asked %d", n, err, len(a.asked))
 	}
 }
-
