@@ -36,20 +36,21 @@ func TestListCommand(t *testing.T) {
 	e.putRecord("carol", map[string]any{
 		"user_id": "carol", "app_password": alicePW2, "username": "", "scopes": []string{},
 		"created_at": 1_799_999_955, "updated_at": 1_799_999_955,
+		"mcp_pending": "delete", "mcp_pending_since": 1_799_999_700,
 	})
 	if _, err := e.vault.Root.KVv2(e.mount).Put(t.Context(), e.prefix+"/_sweep/lease", map[string]any{"holder": "h", "expires_at": ""}); err != nil {
 		t.Fatal(err)
 	}
-	file := writeCaddyfile(t, e.caddyfile(""))
+	file := writeCaddyfile(t, e.caddyfile("deliver_to_mcp 127.0.0.1:9"))
 	store := "secret/" + e.prefix + " at " + e.vault.Addr
 
 	var out bytes.Buffer
 	ok, err := runList(t.Context(), &out, file, "caddyfile", false)
-	want := store + `: 3 users
-USER ID  LOGIN              SCOPES                CREATED               UPDATED               AGE
-alice    alice@example.com  notes.read,mail.send  2027-01-03T18:13:20Z  2027-01-14T08:00:00Z  1d0h
-bob      bob                (all)                 2027-01-15T05:13:20Z  2027-01-15T07:00:00Z  1h0m
-carol    carol              (none)                2027-01-15T07:59:15Z  2027-01-15T07:59:15Z  45s
+	want := store + `: 3 users, 1 owing the MCP server a change
+USER ID  LOGIN              SCOPES                CREATED               UPDATED               AGE   MCP SERVER
+alice    alice@example.com  notes.read,mail.send  2027-01-03T18:13:20Z  2027-01-14T08:00:00Z  1d0h  in sync
+bob      bob                (all)                 2027-01-15T05:13:20Z  2027-01-15T07:00:00Z  1h0m  in sync
+carol    carol              (none)                2027-01-15T07:59:15Z  2027-01-15T07:59:15Z  45s   owes delete (5m)
 `
 	if !ok || err != nil || out.String() != want {
 		t.Fatalf("ok=%v err=%v\n%s\nwant\n%s", ok, err, out.String(), want)
@@ -89,7 +90,9 @@ carol    carol              (none)                2027-01-15T07:59:15Z  2027-01-
     "scopes": [],
     "created_at": 1799999955,
     "updated_at": 1799999955,
-    "age_seconds": 45
+    "age_seconds": 45,
+    "mcp_pending": "delete",
+    "mcp_pending_since": 1799999700
   }
 ]
 `
@@ -101,7 +104,7 @@ carol    carol              (none)                2027-01-15T07:59:15Z  2027-01-
 	e.putRecord("mallory", map[string]any{"user_id": "mallory", "app_password": 5})
 	out.Reset()
 	ok, err = runList(t.Context(), &out, file, "caddyfile", false)
-	if ok || err != nil || !strings.Contains(out.String(), store+": 4 users\n") ||
+	if ok || err != nil || !strings.Contains(out.String(), store+": 4 users, 1 owing the MCP server a change\n") ||
 		!strings.Contains(out.String(), "\nmallory  unreadable: stored record is malformed: json: cannot unmarshal number") {
 		t.Fatalf("ok=%v err=%v\n%s", ok, err, out.String())
 	}
