@@ -20,6 +20,12 @@ import (
 // <key_prefix>:redelivery:<mount>/<prefix>.
 const redeliveryLeaseName = "redelivery"
 
+// redeliveryHolder names this process in the re-delivery lease. One name
+// for every config of the process: after a reload the new config's
+// worker goes on under the lease the old one held, instead of waiting
+// for the old config's cleanup to give it back.
+var redeliveryHolder = redelivery.DefaultHolder()
+
 // redeliveryClient sends the re-deliveries. Its own, so its idle
 // connections are not shared with anything a config closes.
 var redeliveryClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
@@ -48,6 +54,7 @@ func (h *Handler) provisionRedelivery() error {
 		Store:    ws,
 		Deliver:  h.redeliver,
 		Lease:    lease,
+		Holder:   redeliveryHolder,
 		Logger:   h.logger.Named("redelivery"),
 		Audit:    h.audit,
 		Observer: redeliveryObserver{},

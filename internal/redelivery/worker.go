@@ -92,7 +92,7 @@ func New(interval, giveUp time.Duration, deps Deps) (*Worker, error) {
 		return nil, errors.New("redelivery: interval and give_up must be positive")
 	}
 	if deps.Holder == "" {
-		deps.Holder = defaultHolder()
+		deps.Holder = DefaultHolder()
 	}
 	if deps.Logger == nil {
 		deps.Logger = zap.NewNop()
@@ -112,7 +112,9 @@ func New(interval, giveUp time.Duration, deps Deps) (*Worker, error) {
 	return &Worker{interval: interval, giveUp: giveUp, deps: deps, notBefore: map[string]time.Time{}, kick: make(chan struct{}, 1)}, nil
 }
 
-func defaultHolder() string {
+// DefaultHolder is a holder name for the lease: the host name and a
+// random suffix.
+func DefaultHolder() string {
 	host, _ := os.Hostname()
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
