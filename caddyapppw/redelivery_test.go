@@ -114,9 +114,24 @@ func TestRedeliveryAfterAnOutage(t *testing.T) {
 	}
 	// The API answers for the record as stored: it is provisioned.
 	e.call("GET", "/api/v1/users/alice/access", "alice:"+alicePW, "").expectStatus(t, 200)
+	// Operators see it: the rounds find one record owing a change.
+	from := rounds()
+	waitFor(t, 20*time.Second, "a round", func() bool { return rounds() > from })
+	if got := testutil.ToFloat64(metrics.pendingDeliveries); got != 1 {
+		t.Fatalf("deliveries_pending %v while the MCP server is down", got)
+	}
+	accepted := testutil.ToFloat64(metrics.redeliveries.WithLabelValues("accepted"))
 
 	mcp.up()
 	converged(t, e, mcp, "alice")
+	from = rounds()
+	waitFor(t, 20*time.Second, "a round", func() bool { return rounds() > from })
+	if got := testutil.ToFloat64(metrics.pendingDeliveries); got != 0 {
+		t.Fatalf("deliveries_pending %v after convergence", got)
+	}
+	if got := testutil.ToFloat64(metrics.redeliveries.WithLabelValues("accepted")); got != accepted+1 {
+		t.Fatalf("redeliveries_total{result=accepted} went from %v to %v", accepted, got)
+	}
 	row, _ := mcp.Get("alice")
 	if row.Password != alicePW || row.Username != "alice@example.com" || !slices.Equal(row.Scopes, []string{"notes.read"}) {
 		t.Fatalf("the MCP server holds %+v", row)
