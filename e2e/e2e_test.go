@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -140,14 +141,19 @@ func TestDeploymentEndToEnd(t *testing.T) {
 		t.Fatalf("CallTool: %+v %v", r.res, r.err)
 	}
 
-	// In the same run, Astrolabe provisions and then revokes; with
-	// Caddyfile.example's deliver_to_mcp each change reaches Vault and the
-	// MCP server's own table. The revocation carries the login name, so
-	// that the MCP server, which checks the password as the body's
-	// username else the uid, can prove it (Astrolabe's DELETE without a
-	// body: caddyapppw's TestDeliveryOfADeleteWithoutTheLoginName).
+	// In the same run, Astrolabe provisions, an operator narrows the
+	// scopes and Astrolabe revokes, each with the body its caller really
+	// sends: Astrolabe's POST only the login name, the operator's PATCH
+	// only scopes, Astrolabe's DELETE none. alice logs in with her e-mail
+	// address; with Caddyfile.example's deliver_to_mcp each change reaches
+	// Vault and the MCP server's own table, the module adding the login
+	// name the MCP server needs to prove the password.
 	call := func(method, body string) (int, string) {
-		req, _ := http.NewRequestWithContext(ctx, method, "http://"+site+"/api/v1/users/alice/app-password", strings.NewReader(body))
+		path := "/api/v1/users/alice/app-password"
+		if method == "PATCH" {
+			path = "/api/v1/users/alice/scopes"
+		}
+		req, _ := http.NewRequestWithContext(ctx, method, "http://"+site+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:"+appPassword)))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json")
@@ -181,13 +187,23 @@ func TestDeploymentEndToEnd(t *testing.T) {
 			t.Fatalf("before DELETE, reading %s: %v %v", p, sec, err)
 		}
 	}
-	if status, body := call("DELETE", `{"username": "alice@example.com"}`); status != 200 || body != `{"success":true,"message":"App password deleted for alice"}` {
+	if status, body := call("PATCH", `{"scopes": ["notes.read"]}`); status != 200 || body != `{"success":true,"message":"Scopes updated successfully","scopes":["notes.read"]}` {
+		t.Fatalf("PATCH: %d %s", status, body)
+	}
+	sec, err = vault.Root.KVv2("secret").Get(ctx, "nextcloud-mcp/app-passwords/alice")
+	if err != nil || fmt.Sprint(sec.Data["scopes"]) != "[notes.read]" || sec.Data["mcp_pending"] != nil {
+		t.Fatalf("Vault after PATCH: %v %v", sec, err)
+	}
+	if row, ok := passwords.Get("alice"); !ok || fmt.Sprint(row.Scopes) != "[notes.read]" || row.Password != appPassword {
+		t.Fatalf("the MCP server's table after PATCH: %+v %v", row, ok)
+	}
+	if status, body := call("DELETE", ""); status != 200 || body != `{"success":true,"message":"App password deleted for alice"}` {
 		t.Fatalf("DELETE: %d %s", status, body)
 	}
 	if _, ok := passwords.Get("alice"); ok || passwords.Len() != 0 {
 		t.Fatal("the MCP server's table still holds alice after DELETE")
 	}
-	if got := passwords.Requests(); len(got) != 2 || got[0].Method != "POST" || got[1].Method != "DELETE" {
+	if got := passwords.Requests(); len(got) != 3 || got[0].Method != "POST" || got[1].Method != "PATCH" || got[2].Method != "DELETE" {
 		t.Fatalf("the MCP server's routes received %+v", got)
 	}
 	for _, p := range paths {
