@@ -83,6 +83,12 @@ var caddyfileOptionCases = []struct{ block, want string }{
 				on_error deny
 			}
 		}`, `{"rate_limit":{"attempts":5,"window":3600000000000,"redis":{"url":"rediss://redis.internal:6380/2","password":"{env.REDIS_PASSWORD}","ca_cert":"/etc/redis-ca.pem","timeout":50000000,"key_prefix":"mcp","on_error":"deny"}}}`},
+	{`app_password {
+			deliver_to_mcp http://nextcloud-mcp:8000 {
+				interval 10s
+				give_up 2h
+			}
+		}`, `{"deliver_to_mcp":true,"mcp_server":"http://nextcloud-mcp:8000","redelivery_interval":10000000000,"redelivery_give_up":7200000000000}`},
 }
 
 func TestCaddyfileOptions(t *testing.T) {
@@ -117,6 +123,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"app_password {\n rate_limit {\n on_error deny\n }\n}", "rate_limit: on_error goes with redis <url>"},
 		{"app_password {\n rate_limit {\n redis\n }\n}", "wrong argument count"},
 		{"app_password {\n rate_limit {\n redis redis://r {\n db 3\n }\n }\n}", "unrecognized redis option 'db'"},
+		{"app_password {\n deliver_to_mcp\n}", "deliver_to_mcp needs the MCP server's address"},
+		{"app_password {\n deliver_to_mcp a b\n}", "wrong argument count"},
+		{"app_password {\n deliver_to_mcp a {\n interval never\n }\n}", "interval: 'never' is not a positive duration"},
+		{"app_password {\n deliver_to_mcp a {\n retries 3\n }\n}", "unrecognized deliver_to_mcp option 'retries'"},
 	}
 	for _, c := range cases {
 		_, err := handlerJSON(t, c.block)
@@ -155,6 +165,8 @@ func TestProvisionErrorsNameTheOption(t *testing.T) {
 		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis ftp://r\n}", "rate_limit: redis: url: "},
 		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis redis://r {\nca_cert /x.pem\n}\n}", "rate_limit: redis: ca_cert needs a rediss:// url"},
 		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis redis://r\non_error maybe\n}", `rate_limit: redis: on_error: "maybe" is neither local nor deny`},
+		{"nextcloud http://nc\nvault http://v\ndeliver_to_mcp ftp://mcp", `deliver_to_mcp: the MCP server's address "ftp://mcp" is not an http(s)://host[:port] URL`},
+		{"nextcloud http://nc\nvault http://v\ndeliver_to_mcp mcp:8000 {\ninterval 1ms\n}", "deliver_to_mcp: interval must be at least 100ms"},
 	}
 	for _, c := range cases {
 		err := validate(t, site(c.block))
