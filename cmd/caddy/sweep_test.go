@@ -64,10 +64,10 @@ func TestListAndSweepAsOperatorsRunThem(t *testing.T) {
 
 	code, out, stderr := run("list")
 	want := regexp.MustCompile(`^` + regexp.QuoteMeta(store) + `: 3 users
-USER ID  LOGIN              SCOPES      CREATED               UPDATED               AGE
-alice    alice@example\.com  notes\.read  2026-01-01T00:00:00Z  2026-01-01T00:00:00Z  \d+d\d+h
-bob      bob                \(all\)       2026-01-01T00:00:00Z  2026-01-02T00:00:00Z  \d+d\d+h
-carol    carol              \(all\)       2026-01-01T00:00:00Z  2026-01-01T00:00:00Z  \d+d\d+h
+USER ID  LOGIN              SCOPES      CREATED               UPDATED               AGE +MCP SERVER
+alice    alice@example\.com  notes\.read  2026-01-01T00:00:00Z  2026-01-01T00:00:00Z  \d+d\d+h +in sync
+bob      bob                \(all\)       2026-01-01T00:00:00Z  2026-01-02T00:00:00Z  \d+d\d+h +in sync
+carol    carol              \(all\)       2026-01-01T00:00:00Z  2026-01-01T00:00:00Z  \d+d\d+h +in sync
 $`)
 	if code != 0 || !want.MatchString(out) {
 		t.Fatalf("list: exit %d\n%s\n%s", code, out, stderr)
