@@ -94,6 +94,7 @@ func TestREADMECommands(t *testing.T) {
 
 	var ran, notRun []string
 	seen := map[string]string{} // command without its comment → the block it ran in
+	samples := samplesAfter(blocks)
 	for _, b := range blocks {
 		switch b.Lang {
 		case "caddyfile":
@@ -134,6 +135,9 @@ func TestREADMECommands(t *testing.T) {
 			default:
 				out := runToEnd(t, where, dir, stateEnv, cmd)
 				state.check(t, where, cmd, out)
+				if sample, ok := samples[b.Line]; ok && onStoredState(cmd) {
+					state.matchSample(t, where, cmd, out, sample)
+				}
 				ran = append(ran, where)
 			}
 		}

@@ -14,12 +14,12 @@ import (
 // that a test compares the command's real output with the sample.
 //
 // The variable parts are found by kind: an http(s) address (scheme, host
-// and port), an RFC 3339 time, an age ("58d3h"), a whole number, and the
+// and port), an RFC 3339 time, an age ("58d3h", "3h5m", "45s"), a whole number, and the
 // names given (the sample's user ids, login names and scopes). Runs of spaces (a table's alignment) match any run.
 var (
 	urlPart    = `https?://[A-Za-z0-9.\-\[\]]+(?::\d+)?`
 	timePart   = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`
-	agePart    = `\d+d\d+h`
+	agePart    = `\d+[dhms](?:\d+[hms])?`
 	numberPart = `\d+`
 )
 
