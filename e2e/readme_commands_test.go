@@ -45,7 +45,9 @@ import (
 //     README names in its variables — CADDY_CONFIG (Caddyfile.example),
 //     the dev Vault in VAULT_ADDR, a Nextcloud in NEXTCLOUD_URL, the MCP
 //     server's SQLite database in DATABASE_URL with its key in
-//     TOKEN_ENCRYPTION_KEY — and must leave Vault as its output says;
+//     TOKEN_ENCRYPTION_KEY — and must leave Vault as its output says,
+//     and print what README.md's sample after it shows, the variable
+//     parts aside (readme_samples_test.go);
 //   - a command that serves (`caddy run`, `scripts/run`) must come up,
 //     store an app password in Vault and pass other requests on, and is
 //     then stopped.
