@@ -34,7 +34,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -347,12 +346,7 @@ func main() {
 	if *out != "" {
 		must(os.WriteFile(*out, report.Bytes(), 0o644))
 	}
-	if err := measured.verdict(); err != nil {
-		fail("FAILED: wrong answers; the figures above leave them out, but they do not measure what they say:\n" + err.Error())
-	}
-	if err := errors.Join(problems...); err != nil {
-		fail("FAILED: " + err.Error())
-	}
+	conclude(measured, problems)
 }
 
 // overLimit spends uid's attempts with malformed passwords until the

@@ -59,14 +59,23 @@ func TestPlacementDescribed(t *testing.T) {
 }
 
 // TestPinProcess pins a running process's threads to one CPU and checks
-// each of them from /proc.
+// each of them from /proc. taskset is util-linux's, which scripts/test
+// installs: without it the full suite fails, and only the fast lane
+// (-short) skips, saying why. With one CPU allowed there is nothing to
+// pin to, and the skip says so.
 func TestPinProcess(t *testing.T) {
 	if _, err := exec.LookPath("taskset"); err != nil {
-		t.Skip("taskset (util-linux) is not installed")
+		if testing.Short() {
+			t.Skip("taskset is not installed (apt-get install util-linux); skipped because of -short")
+		}
+		t.Fatal("taskset is not installed: apt-get install util-linux (scripts/test does)")
 	}
 	cpus, err := parseCPUList(allowedCPUs())
-	if err != nil || len(cpus) < 2 {
-		t.Skipf("this test may run on CPUs %q only", allowedCPUs())
+	if err != nil {
+		t.Fatalf("the CPUs this process may run on: %v", err)
+	}
+	if len(cpus) < 2 {
+		t.Skipf("skipped: pinning needs two CPUs, one to pin to and one to leave, and this process may run on CPU %q only", allowedCPUs())
 	}
 	cmd := exec.Command("sleep", "60")
 	if err := cmd.Start(); err != nil {

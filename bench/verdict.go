@@ -43,6 +43,18 @@ func (rs runs) verdict() error {
 	return errors.Join(errs...)
 }
 
+// conclude ends a run after its report: it exits non-zero (fail) on any
+// wrong answer, then on any other problem, and returns when there is
+// neither. A function of its own so that a test can run the exit path.
+func conclude(measured runs, problems []error) {
+	if err := measured.verdict(); err != nil {
+		fail("FAILED: wrong answers; the figures above leave them out, but they do not measure what they say:\n" + err.Error())
+	}
+	if err := errors.Join(problems...); err != nil {
+		fail("FAILED: " + err.Error())
+	}
+}
+
 // table writes the answers of every run: correct, wrong, cut off.
 func (rs runs) table(w io.Writer) {
 	fmt.Fprintln(w, "| scenario | side | correct answers | wrong answers | cut off by the run's end | first wrong answer |")

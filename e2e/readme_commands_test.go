@@ -45,7 +45,9 @@ import (
 //     README names in its variables — CADDY_CONFIG (Caddyfile.example),
 //     the dev Vault in VAULT_ADDR, a Nextcloud in NEXTCLOUD_URL, the MCP
 //     server's SQLite database in DATABASE_URL with its key in
-//     TOKEN_ENCRYPTION_KEY — and must leave Vault as its output says;
+//     TOKEN_ENCRYPTION_KEY — and must leave Vault as its output says,
+//     and print what README.md's sample after it shows, the variable
+//     parts aside (readme_samples_test.go);
 //   - a command that serves (`caddy run`, `scripts/run`) must come up,
 //     store an app password in Vault and pass other requests on, and is
 //     then stopped.
@@ -94,6 +96,7 @@ func TestREADMECommands(t *testing.T) {
 
 	var ran, notRun []string
 	seen := map[string]string{} // command without its comment → the block it ran in
+	samples := samplesAfter(blocks)
 	for _, b := range blocks {
 		switch b.Lang {
 		case "caddyfile":
@@ -134,6 +137,9 @@ func TestREADMECommands(t *testing.T) {
 			default:
 				out := runToEnd(t, where, dir, stateEnv, cmd)
 				state.check(t, where, cmd, out)
+				if sample, ok := samples[b.Line]; ok && onStoredState(cmd) {
+					state.matchSample(t, where, cmd, out, sample)
+				}
 				ran = append(ran, where)
 			}
 		}

@@ -18,7 +18,7 @@ type fixture struct {
 }
 
 type fixtureRow struct {
-	Case      string  `json:"case"` // ok, wrong_key, corrupt, bad_scopes, bad_user_id
+	Case      string  `json:"case"` // ok, wrong_key, corrupt, bad_scopes, bad_user_id, bad_format
 	UserID    string  `json:"user_id"`
 	Password  string  `json:"password"`
 	CreatedAt int64   `json:"created_at"`

@@ -41,7 +41,8 @@ func toRecord(r Row, k *fernet.Key) (Record, error) {
 	}
 	// Read as the MCP server reads it (json.loads(scopes) if scopes else
 	// None): NULL, "" and the JSON null are no restriction (nil); "[]" is
-	// an empty, non-nil list.
+	// an empty, non-nil list, which is what encoding/json makes of an
+	// empty array.
 	if r.Scopes != nil && *r.Scopes != "" {
 		var scopes *[]string
 		if err := json.Unmarshal([]byte(*r.Scopes), &scopes); err != nil {
@@ -49,9 +50,6 @@ func toRecord(r Row, k *fernet.Key) (Record, error) {
 		}
 		if scopes != nil {
 			rec.Scopes = *scopes
-			if rec.Scopes == nil {
-				rec.Scopes = []string{}
-			}
 		}
 	}
 	return rec, nil

@@ -54,12 +54,12 @@ def app_password():
     return "".join(secrets.choice(ALPHABET) for _ in range(72))
 
 
-def rows(key, wrong_key):
+def rows(key, wrong_key, bad_format=False):
     good, other = Fernet(key), Fernet(wrong_key)
     out = []
 
-    def add(case, user_id, created_at, updated_at, scopes, username, cipher=good):
-        password = app_password()
+    def add(case, user_id, created_at, updated_at, scopes, username, cipher=good, password=None):
+        password = password or app_password()
         token = cipher.encrypt_at_time(password.encode("utf-8"), SIGNED_AT)
         out.append(
             {
@@ -84,6 +84,13 @@ def rows(key, wrong_key):
     add("bad_scopes", "grace", 1700000800, 1700000800, json.dumps("notes.read"), None)
     add("bad_user_id", "../heidi", 1700000900, 1700000900, None, None)
     add("ok", "judy", 1700001000, 1700001100, None, "judy")
+    if bad_format:
+        # Rows the MCP server's own format check (^[a-zA-Z0-9-]{20,256}$)
+        # would never have stored, under the right key: a space and a
+        # character outside the set, 19 characters, 257 characters.
+        add("bad_format", "ivan", 1700001200, 1700001200, None, None, password="not an app password!")
+        add("bad_format", "ivo", 1700001300, 1700001300, None, None, password="Abcde-Fghij-Klmno-P")
+        add("bad_format", "ivy", 1700001400, 1700001400, None, None, password="A" * 257)
 
     # A corrupt token: one character of the ciphertext changed, so the
     # HMAC no longer verifies.
@@ -137,10 +144,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sqlite", help="write an SQLite database to this file")
     p.add_argument("--sql", help="write PostgreSQL SQL (schema and rows) to this file")
+    p.add_argument("--bad-format", action="store_true",
+                   help="add rows whose decrypted password is not in app-password format")
     args = p.parse_args()
 
     key, wrong_key = Fernet.generate_key(), Fernet.generate_key()
-    data = rows(key, wrong_key)
+    data = rows(key, wrong_key, args.bad_format)
     if args.sqlite:
         write_sqlite(args.sqlite, data)
     if args.sql:
