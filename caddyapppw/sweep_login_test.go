@@ -1,7 +1,6 @@
 package caddyapppw
 
 import (
-	"context"
 	"slices"
 	"testing"
 
@@ -11,28 +10,11 @@ import (
 	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
 	"github.com/caddy-apppw/caddy-apppw/internal/sweep"
 	"github.com/caddy-apppw/caddy-apppw/internal/sweep/sweeptest"
-	"github.com/caddy-apppw/caddy-apppw/internal/vaultkv"
 )
 
 // The memory store is a sweep source too, so that this runs in the fast
 // lane.
 var _ sweepSource = (*memStore)(nil)
-
-// DeleteIfUnchanged deletes userID's secret while it is still at version,
-// as the Vault store's does.
-func (m *memStore) DeleteIfUnchanged(_ context.Context, userID string, version int) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.secrets[userID]
-	switch {
-	case s == nil || s.data == nil:
-		return vaultkv.ErrNotFound
-	case s.version != version:
-		return vaultkv.ErrConflict
-	}
-	delete(m.secrets, userID)
-	return nil
-}
 
 // The sweep logs in to Nextcloud with the stored login name (the record's
 // username), and as the user id only when none was stored, as the API

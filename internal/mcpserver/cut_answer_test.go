@@ -15,7 +15,7 @@ func TestCutAnswerIsNeverASuccess(t *testing.T) {
 	body := head + strings.Repeat(" ", maxAnswer-len(head)) + `,"trailer":"past the cap"}`
 	r := request("POST", "")
 	got := Deliver(r.Context(), jsonAnswer(200, body), r, nil)
-	want := Outcome{Refused, 200, `answer without "success": true`}
+	want := Outcome{Refused, 200, `answer without "success": true`, 0}
 	if got != want {
 		t.Fatalf("an answer cut at %d bytes whose head is {\"success\":true}: got %+v, want %+v", maxAnswer, got, want)
 	}
