@@ -95,8 +95,7 @@ func (h *Handler) deliver(req *apiRequest) *apiError {
 	// token; the MCP server drops it at its own next check. The user's
 	// deletion from Vault stands, and a 502 would ask for a retry that
 	// cannot succeed.
-	isDelete := req.r.Method == http.MethodDelete
-	kept := isDelete && out.Kind == mcpserver.Refused && out.Status == http.StatusUnauthorized
+	kept := req.r.Method == http.MethodDelete && out.Kind == mcpserver.Refused && out.Status == http.StatusUnauthorized
 
 	fields := []zap.Field{
 		zap.String("route", string(req.route)),
