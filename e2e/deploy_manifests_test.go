@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -53,7 +55,7 @@ func TestDeployManifests(t *testing.T) {
 				t.Fatalf("%s document %d: %s %s is not a kind this test knows", f, i, head.APIVersion, head.Kind)
 			}
 			obj := newObj()
-			if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+			if err := decodeStrict(doc, obj); err != nil {
 				t.Fatalf("%s document %d (%s): %v", f, i, head.Kind, err)
 			}
 			objects[head.Kind] = obj
@@ -116,7 +118,7 @@ func TestDeployManifests(t *testing.T) {
 		} `json:"serviceAccount"`
 		PodAnnotations map[string]string `json:"podAnnotations"`
 	}
-	if err := yaml.UnmarshalStrict(data, &values); err != nil {
+	if err := decodeStrict(data, &values); err != nil {
 		t.Fatalf("deploy/helm/values-caddy-sidecar.yaml: %v", err)
 	}
 	if len(values.InitContainers) != 1 || values.InitContainers[0].RestartPolicy == nil || *values.InitContainers[0].RestartPolicy != corev1.ContainerRestartPolicyAlways {
@@ -126,6 +128,21 @@ func TestDeployManifests(t *testing.T) {
 	if fmt.Sprint(values.MCP.ExtraArgs) != "[--host 127.0.0.1 --port 8001]" {
 		t.Fatalf("the Helm values must move the MCP server to the loopback: %v", values.MCP.ExtraArgs)
 	}
+}
+
+// decodeStrict decodes YAML as the API server decodes a manifest: field
+// names case-sensitive, unknown and duplicate fields refused (encoding/json
+// alone would take readOnlyRootFileSystem for readOnlyRootFilesystem).
+func decodeStrict(doc []byte, v any) error {
+	data, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return err
+	}
+	strict, err := kjson.UnmarshalStrict(data, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
 }
 
 func checkHardened(t *testing.T, what string, c corev1.Container) {
