@@ -90,10 +90,14 @@ func TestDeployPod(t *testing.T) {
 	volumesBefore := tool(t, "", "podman", "volume", "ls", "--quiet")
 	tool(t, "", "podman", "secret", "create", "nextcloud-mcp", secret)
 	t.Cleanup(func() { _, _ = toolErr(t, "", "podman", "secret", "rm", "nextcloud-mcp") })
-	const pod = "nextcloud-mcp-pod"
 	down := func() string { return tool(t, dir, "podman", "kube", "down", depFile) }
 	tool(t, dir, "podman", "kube", "play", "--build=false", "--network", "slirp4netns:allow_host_loopback=true",
 		"--configmap", cmFile, depFile)
+	// The Deployment's pod, as podman names it (nextcloud-mcp-pod-0).
+	pod := strings.TrimSpace(tool(t, "", "podman", "pod", "ps", "--format", "{{.Name}}", "--filter", "name=^nextcloud-mcp-pod"))
+	if pod == "" || strings.Contains(pod, "\n") {
+		t.Fatalf("podman kube play made pods %q, want one of the Deployment nextcloud-mcp", pod)
+	}
 	downed := false
 	t.Cleanup(func() {
 		if !downed {
