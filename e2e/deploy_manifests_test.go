@@ -113,8 +113,9 @@ func TestDeployManifests(t *testing.T) {
 			ExtraArgs []string `json:"extraArgs"`
 		} `json:"mcp"`
 		ServiceAccount struct {
-			Create bool   `json:"create"`
-			Name   string `json:"name"`
+			Create    bool   `json:"create"`
+			Automount bool   `json:"automount"`
+			Name      string `json:"name"`
 		} `json:"serviceAccount"`
 		PodAnnotations map[string]string `json:"podAnnotations"`
 	}
