@@ -166,3 +166,43 @@ func containerPort(c corev1.Container, name string) int32 {
 	}
 	return 0
 }
+
+// TestDeployCompose holds deploy/compose/compose.yaml to its promise (no
+// Compose runs here): both services in the multi-user-basic profile, the
+// MCP server in Caddy's network namespace on its loopback, and Caddy's
+// port the only one published, on 127.0.0.1.
+func TestDeployCompose(t *testing.T) {
+	data, err := os.ReadFile("../deploy/compose/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type service struct {
+		Profiles    []string          `json:"profiles"`
+		Image       string            `json:"image"`
+		NetworkMode string            `json:"network_mode"`
+		Entrypoint  []string          `json:"entrypoint"`
+		Command     []string          `json:"command"`
+		Ports       []string          `json:"ports"`
+		Environment map[string]string `json:"environment"`
+		ReadOnly    bool              `json:"read_only"`
+		CapDrop     []string          `json:"cap_drop"`
+	}
+	var compose struct {
+		Services map[string]service `json:"services"`
+	}
+	if err := yaml.Unmarshal(data, &compose); err != nil {
+		t.Fatal(err)
+	}
+	caddy, mcpServer := compose.Services["caddy-apppw"], compose.Services["mcp-multi-user-basic"]
+	for name, s := range map[string]service{"caddy-apppw": caddy, "mcp-multi-user-basic": mcpServer} {
+		if fmt.Sprint(s.Profiles) != "[multi-user-basic]" {
+			t.Fatalf("%s: profiles %v, want [multi-user-basic]", name, s.Profiles)
+		}
+	}
+	if mcpServer.NetworkMode != "service:caddy-apppw" || len(mcpServer.Ports) != 0 || !strings.Contains(strings.Join(mcpServer.Entrypoint, " "), "--host 127.0.0.1") {
+		t.Fatalf("the MCP server must share Caddy's network and listen on its loopback, unpublished: %+v", mcpServer)
+	}
+	if fmt.Sprint(caddy.Ports) != "[127.0.0.1:8000:8080]" || caddy.Environment["MCP_UPSTREAM"] != "127.0.0.1:8000" || !caddy.ReadOnly || fmt.Sprint(caddy.CapDrop) != "[ALL]" {
+		t.Fatalf("Caddy: ports %v, MCP_UPSTREAM %q, read-only %v, cap_drop %v", caddy.Ports, caddy.Environment["MCP_UPSTREAM"], caddy.ReadOnly, caddy.CapDrop)
+	}
+}
