@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -235,10 +236,14 @@ func freePort(t *testing.T) int {
 	return n
 }
 
+// logsOf is a container's output: podman logs copies its standard error
+// to its own.
 func logsOf(t *testing.T, container string) string {
 	t.Helper()
-	out, _ := toolErr(t, "", "podman", "logs", container)
-	return out
+	cmd := exec.Command("podman", "logs", container)
+	cmd.Env = containerEnv(t)
+	out, _ := cmd.CombinedOutput()
+	return string(out)
 }
 
 // waitReady polls url until it answers 200: the pod's readiness, as the
@@ -374,19 +379,20 @@ func (a *tokenReviewAPI) calls() int {
 	return a.n
 }
 
-// serviceAccountJWT is a projected service-account token's shape. Vault's
-// Kubernetes auth, configured without the issuer's keys, leaves its
-// signature to the TokenReview API.
+// serviceAccountJWT is a service-account token's shape, with the claims
+// Vault's Kubernetes auth reads. Configured without the issuer's keys,
+// Vault leaves the signature to the TokenReview API.
 func serviceAccountJWT(account, namespace string) string {
 	enc := func(v any) string {
 		b, _ := json.Marshal(v)
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
-	now := time.Now().Unix()
 	return enc(map[string]string{"alg": "RS256", "typ": "JWT"}) + "." + enc(map[string]any{
-		"iss": "https://kubernetes.default.svc.cluster.local", "aud": []string{"https://kubernetes.default.svc.cluster.local"},
-		"sub": "system:serviceaccount:" + namespace + ":" + account, "iat": now, "nbf": now, "exp": now + 3600,
-		"kubernetes.io": map[string]any{"namespace": namespace, "serviceaccount": map[string]any{"name": account, "uid": "uid-" + account}},
+		"iss":                                    "kubernetes/serviceaccount",
+		"kubernetes.io/serviceaccount/namespace": namespace,
+		"kubernetes.io/serviceaccount/service-account.name": account,
+		"kubernetes.io/serviceaccount/service-account.uid":  "uid-" + account,
+		"sub": "system:serviceaccount:" + namespace + ":" + account,
 	}) + "." + base64.RawURLEncoding.EncodeToString([]byte("not-a-signature"))
 }
 
