@@ -113,7 +113,6 @@ http://%[4]s {
 		nextcloud %[6]s
 		vault %[7]s {
 			token not-a-vault-token
-			max_retries 0
 		}
 		rate_limit 5 1h {
 			zone c
