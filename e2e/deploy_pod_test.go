@@ -89,10 +89,12 @@ func TestDeployPod(t *testing.T) {
 	writeFile(t, cmFile, manifest(t, "caddyfile.yaml"))
 
 	volumesBefore := tool(t, "", "podman", "volume", "ls", "--quiet")
+	// A run that was killed may have left its secret and pod: replace them.
+	_, _ = toolErr(t, "", "podman", "secret", "rm", "nextcloud-mcp")
 	tool(t, "", "podman", "secret", "create", "nextcloud-mcp", secret)
 	t.Cleanup(func() { _, _ = toolErr(t, "", "podman", "secret", "rm", "nextcloud-mcp") })
 	down := func() string { return tool(t, dir, "podman", "kube", "down", depFile) }
-	tool(t, dir, "podman", "kube", "play", "--build=false", "--network", "slirp4netns:allow_host_loopback=true",
+	tool(t, dir, "podman", "kube", "play", "--replace", "--build=false", "--network", "slirp4netns:allow_host_loopback=true",
 		"--configmap", cmFile, depFile)
 	// The Deployment's pod, as podman names it (nextcloud-mcp-pod-0).
 	pod := strings.TrimSpace(tool(t, "", "podman", "pod", "ps", "--format", "{{.Name}}", "--filter", "name=^nextcloud-mcp-pod"))
