@@ -338,8 +338,14 @@ func mcpStoredDigest(t *testing.T, endpoint, user string) string {
 	return d.SHA256
 }
 
+// apiServerAudience is the audience a projected service-account token
+// gets by default: the API server's own.
+const apiServerAudience = "https://kubernetes.default.svc.cluster.local"
+
 // tokenReviewAPI is Kubernetes' TokenReview as Vault's Kubernetes auth
-// method calls it: it approves one service account's token.
+// method calls it: it approves one service account's token, and, as the
+// API server does, only for the audiences asked for (its own when none
+// are) that the token carries, which it names in the answer.
 type tokenReviewAPI struct {
 	URL   string
 	token string
@@ -349,20 +355,31 @@ type tokenReviewAPI struct {
 
 func newTokenReviewAPI(t *testing.T, account, namespace string) *tokenReviewAPI {
 	t.Helper()
-	a := &tokenReviewAPI{token: serviceAccountJWT(account, namespace)}
+	a := &tokenReviewAPI{token: serviceAccountJWT(account, namespace, apiServerAudience)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var review struct {
 			Spec struct {
-				Token string `json:"token"`
+				Token     string   `json:"token"`
+				Audiences []string `json:"audiences"`
 			} `json:"spec"`
 		}
 		_ = json.NewDecoder(r.Body).Decode(&review)
+		asked := review.Spec.Audiences
+		if len(asked) == 0 {
+			asked = []string{apiServerAudience}
+		}
+		var granted []string
+		for _, aud := range asked {
+			if aud == apiServerAudience { // the token's only audience
+				granted = append(granted, aud)
+			}
+		}
 		status := map[string]any{"authenticated": false}
-		if r.Method == "POST" && r.URL.Path == "/apis/authentication.k8s.io/v1/tokenreviews" && review.Spec.Token == a.token {
+		if r.Method == "POST" && r.URL.Path == "/apis/authentication.k8s.io/v1/tokenreviews" && review.Spec.Token == a.token && len(granted) > 0 {
 			a.mu.Lock()
 			a.n++
 			a.mu.Unlock()
-			status = map[string]any{"authenticated": true, "user": map[string]any{
+			status = map[string]any{"authenticated": true, "audiences": granted, "user": map[string]any{
 				"username": "system:serviceaccount:" + namespace + ":" + account, "uid": "uid-" + account,
 				"groups": []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace},
 			}}
@@ -381,20 +398,20 @@ func (a *tokenReviewAPI) calls() int {
 	return a.n
 }
 
-// serviceAccountJWT is a service-account token's shape, with the claims
-// Vault's Kubernetes auth reads. Configured without the issuer's keys,
-// Vault leaves the signature to the TokenReview API.
-func serviceAccountJWT(account, namespace string) string {
+// serviceAccountJWT is a projected service-account token as the kubelet
+// mounts it (claims under "kubernetes.io", an audience, an expiry).
+// Vault's Kubernetes auth, configured without the issuer's keys, leaves
+// the signature to the TokenReview API.
+func serviceAccountJWT(account, namespace, audience string) string {
 	enc := func(v any) string {
 		b, _ := json.Marshal(v)
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
+	now := time.Now().Unix()
 	return enc(map[string]string{"alg": "RS256", "typ": "JWT"}) + "." + enc(map[string]any{
-		"iss":                                    "kubernetes/serviceaccount",
-		"kubernetes.io/serviceaccount/namespace": namespace,
-		"kubernetes.io/serviceaccount/service-account.name": account,
-		"kubernetes.io/serviceaccount/service-account.uid":  "uid-" + account,
-		"sub": "system:serviceaccount:" + namespace + ":" + account,
+		"iss": apiServerAudience, "aud": []string{audience},
+		"sub": "system:serviceaccount:" + namespace + ":" + account, "iat": now, "nbf": now, "exp": now + 3600,
+		"kubernetes.io": map[string]any{"namespace": namespace, "serviceaccount": map[string]any{"name": account, "uid": "uid-" + account}},
 	}) + "." + base64.RawURLEncoding.EncodeToString([]byte("not-a-signature"))
 }
 
