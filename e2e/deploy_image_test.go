@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -108,4 +109,45 @@ func TestDeployImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("image %s: %.1f MB uncompressed (the official caddy image: about %d MB, the documented figure)", img, float64(size)/1e6, officialCaddyImageMB)
+}
+
+// TestDeployContainerfile keeps deploy/Containerfile, which needs a
+// registry and so is not built here, on the recipe scripts/build-image
+// builds from: xcaddy.json's Caddy version and plugin, the same Caddyfile,
+// user and ports.
+func TestDeployContainerfile(t *testing.T) {
+	data, err := os.ReadFile("../deploy/Containerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := string(data)
+	recipeData, err := os.ReadFile("../xcaddy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recipe struct {
+		CaddyVersion string `json:"caddy_version"`
+		Plugins      []struct {
+			ModulePath string `json:"module_path"`
+			Version    string `json:"version"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal(recipeData, &recipe); err != nil || len(recipe.Plugins) != 1 {
+		t.Fatalf("xcaddy.json: %v", err)
+	}
+	for _, want := range []string{
+		"ARG CADDY_VERSION=" + strings.TrimPrefix(recipe.CaddyVersion, "v") + "\n",
+		"FROM docker.io/library/caddy:${CADDY_VERSION}-builder AS builder\n",
+		"RUN xcaddy build v${CADDY_VERSION}",
+		"--with " + recipe.Plugins[0].ModulePath + "@" + recipe.Plugins[0].Version + "=/src/caddy-apppw",
+		"FROM docker.io/library/caddy:${CADDY_VERSION}\n",
+		"COPY --from=builder /usr/bin/caddy /usr/bin/caddy\n",
+		"COPY Caddyfile.example /etc/caddy/Caddyfile\n",
+		"USER 65532:65532\n",
+		"EXPOSE 8080 2019\n",
+	} {
+		if !strings.Contains(file, want) {
+			t.Errorf("deploy/Containerfile has no %q", strings.TrimSpace(want))
+		}
+	}
 }
