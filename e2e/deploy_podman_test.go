@@ -119,6 +119,10 @@ func mcpDoubleImage(t *testing.T) string {
 		}
 		c = strings.TrimSpace(c)
 		defer func() { _, _ = toolErr(t, "", "buildah", "rm", c) }()
+		// The image this name had before goes once the new one has it.
+		if previous, err := toolErr(t, "", "buildah", "images", "--quiet", "--noheading", doubleImage); err == nil && strings.TrimSpace(previous) != "" {
+			defer func() { _, _ = toolErr(t, "", "buildah", "rmi", strings.TrimSpace(previous)) }()
+		}
 		for _, step := range [][]string{
 			{"copy", "--chown", "0:0", "--chmod", "0755", c, bin, "/app/.venv/bin/nextcloud-mcp-server"},
 			{"config", "--user", "1000:1000", "--entrypoint", `["/app/.venv/bin/nextcloud-mcp-server", "run", "--host", "0.0.0.0"]`, c},
