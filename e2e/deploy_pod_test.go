@@ -138,6 +138,17 @@ func TestDeployPod(t *testing.T) {
 		t.Fatalf("the MCP server holds digest %q for alice, want the delivered password's", stored)
 	}
 
+	// Prometheus's scrape of the pod (port 9180, as annotated) counts it.
+	metrics := scrape(t, "http://"+ops+"/metrics")
+	for _, series := range []string{
+		`caddy_app_password_requests_total{method="POST",outcome="ok",route="app-password"} 1`,
+		`caddy_app_password_deliveries_total{outcome="accepted",route="app-password"} 1`,
+	} {
+		if !hasLine(metrics, series) {
+			t.Fatalf("the pod's /metrics has no line %s:\n%s", series, grepLines(metrics, "caddy_app_password"))
+		}
+	}
+
 	// The MCP server listens on the pod's loopback only, and only Caddy's
 	// ports are published.
 	infraPid := strings.TrimSpace(tool(t, "", "podman", "pod", "inspect", "--format", "{{.InfraContainerID}}", pod))
