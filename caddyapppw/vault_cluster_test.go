@@ -1,0 +1,182 @@
+package caddyapppw
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
+)
+
+// vaultBalancer is a site of Caddy's own reverse_proxy in front of the
+// cluster's nodes, sending to the active one only: its active health
+// check asks /v1/sys/health, which answers 200 on the active node and
+// 429 on a standby; a request finding no healthy node waits up to
+// lb_try_duration for one (an election). It is the load balancer the
+// README's cluster setup describes.
+func vaultBalancer(c *devvault.Cluster, port int) string {
+	var upstreams []string
+	for _, n := range c.Nodes {
+		upstreams = append(upstreams, strings.TrimPrefix(n.Addr, "http://"))
+	}
+	return fmt.Sprintf(`
+http://127.0.0.1:%d {
+	reverse_proxy %s {
+		lb_policy first
+		lb_try_duration 5s
+		lb_try_interval 100ms
+		fail_duration 2s
+		health_uri /v1/sys/health
+		health_interval 250ms
+		health_timeout 1s
+	}
+}
+`, port, strings.Join(upstreams, " "))
+}
+
+// The active node of a three-node Raft cluster is killed (SIGKILL) under
+// load. Every answer is a 200 whose record Vault holds, or a 503 with
+// Retry-After; no request that failed for the election used up an
+// attempt; and once a standby has taken over, service resumes without
+// touching Caddy.
+func TestVaultClusterActiveNodeKilled(t *testing.T) {
+	needsVault(t)
+	c := devvault.StartCluster(t, 3)
+	e := newEnv(t, "")
+	lb := freePort(t)
+	e.sites = vaultBalancer(c, lb)
+	e.vaultAddr, e.vaultAuth = fmt.Sprintf("http://127.0.0.1:%d", lb), "token "+c.Token
+	settings := "rate_limit 1 1h"
+	e.load(e.caddyfile(settings))
+	e.nc.AcceptAnyUser(alicePW)
+	// The wrong passwords at the end all come from Caddy's address.
+	e.nc.DisableBruteForceProtection()
+
+	var (
+		mu       sync.Mutex
+		stored   []string // users answered 200
+		failed   []string // users answered 503
+		answers  = map[int]int{}
+		bad      []string
+		next     int
+		lastOK   = time.Now()
+		longest  time.Duration
+		afterNew int // 200s since the new active node was found
+	)
+	note := func(uid string, a answer, want200 string) {
+		mu.Lock()
+		defer mu.Unlock()
+		answers[a.status]++
+		switch {
+		case a.status == 200 && a.body == want200:
+			longest = max(longest, time.Since(lastOK))
+			lastOK = time.Now()
+			afterNew++
+		case a.status == 503 && a.body == storageDown && a.header.Get("Retry-After") == unavailableRetryAfter:
+		default:
+			bad = append(bad, fmt.Sprintf("%s: %d %s (Retry-After %q)", uid, a.status, a.body, a.header.Get("Retry-After")))
+		}
+	}
+	// round provisions a new user, then reads its status.
+	round := func() {
+		mu.Lock()
+		next++
+		uid := fmt.Sprintf("c%04d", next)
+		mu.Unlock()
+		a := e.call("POST", "/api/v1/users/"+uid+"/app-password", uid+":"+alicePW, "")
+		note(uid, a, `{"success":true,"message":"App password stored for `+uid+`","scopes":null}`)
+		mu.Lock()
+		if a.status == 200 {
+			stored = append(stored, uid)
+		} else {
+			failed = append(failed, uid)
+		}
+		mu.Unlock()
+		if a.status == 200 {
+			note(uid, e.call("GET", "/api/v1/users/"+uid+"/app-password", uid+":"+alicePW, ""),
+				`{"success":true,"user_id":"`+uid+`","has_app_password":true}`)
+		}
+	}
+	load := func(until func() bool) {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					mu.Lock()
+					done := until()
+					mu.Unlock()
+					if done {
+						return
+					}
+					round()
+				}
+			})
+		}
+		wg.Wait()
+	}
+
+	load(func() bool { return len(stored) >= 20 })
+	old := c.Active()
+	if old == nil {
+		t.Fatal("no active node")
+	}
+	old.Kill()
+	killedAt := time.Now()
+	var active *devvault.Server
+	var activeErr error
+	var found sync.WaitGroup
+	found.Go(func() { active, activeErr = c.WaitActive(time.Minute) })
+	load(func() bool { return answers[503] > 0 || time.Since(killedAt) > 5*time.Second })
+	found.Wait()
+	if activeErr != nil {
+		t.Fatal(activeErr)
+	}
+	mu.Lock()
+	afterNew = 0
+	mu.Unlock()
+	load(func() bool { return afterNew >= 40 })
+
+	if len(bad) > 0 {
+		t.Fatalf("%d bad answers: %v", len(bad), bad[:min(len(bad), 5)])
+	}
+	// Every 200 is in Vault, with its password; a 503 left nothing or
+	// the whole record.
+	read := func(uid string) map[string]any {
+		s, err := active.Root.Logical().Read("secret/data/" + e.secretPath(uid))
+		if err != nil {
+			t.Fatalf("reading %s: %v", uid, err)
+		}
+		if s == nil || s.Data["data"] == nil {
+			return nil
+		}
+		return s.Data["data"].(map[string]any)
+	}
+	for _, uid := range stored {
+		if got := read(uid); got["app_password"] != alicePW || got["user_id"] != uid {
+			t.Fatalf("%s answered 200 but Vault holds %v", uid, got)
+		}
+	}
+	for _, uid := range failed {
+		if got := read(uid); got != nil && got["app_password"] != alicePW {
+			t.Fatalf("%s answered 503 and Vault holds a partial record %v", uid, got)
+		}
+		// rate_limit 1: had the failed request used up the attempt, a
+		// wrong password would now be a 429.
+		e.call("POST", "/api/v1/users/"+uid+"/app-password", uid+":"+alicePW2, "").expect(t, 401,
+			`{"success":false,"error":"Invalid app password"}`)
+	}
+	t.Logf("active %s killed; %s took over; answers %v; longest gap without a 200: %s",
+		old.Addr, active.Addr, answers, longest.Round(time.Millisecond))
+	assertNoSecrets(t, e.logFile, alicePW)
+
+	// The killed node comes back as a standby of the new active node.
+	if err := old.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := old.Root.Sys().Health(); err != nil || h.Sealed || !h.Standby {
+		t.Fatalf("restarted node: %+v %v", h, err)
+	}
+	e.client.CloseIdleConnections()
+}
