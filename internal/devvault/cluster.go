@@ -65,7 +65,7 @@ func RunCluster(n int, dir string) (*Cluster, error) {
 			return nil, err
 		}
 		args := []string{
-			"-root-token", c.Token, "-kv-version", "2", "-exit-with-stdin",
+			"-root-token", c.Token, "-kv-version", "2", "-exit-with-stdin", "-log-level", "error",
 			"-raft-dir", nodeDir, "-node-id", fmt.Sprintf("node%d", i+1),
 			"-cluster-addr", clusterAddr, "-unseal-key-file", keyFile,
 		}
@@ -82,8 +82,50 @@ func RunCluster(n int, dir string) (*Cluster, error) {
 			return nil, err
 		}
 		c.Nodes = append(c.Nodes, s)
+		if i == 0 {
+			// Autopilot adds a joining node as a non-voter and promotes it
+			// once it has been healthy this long (Vault's default: 10s).
+			// Until then the cluster could not survive its first node.
+			if _, err := s.Root.Logical().Write("sys/storage/raft/autopilot/configuration", map[string]any{
+				"server_stabilization_time": "1s",
+			}); err != nil {
+				c.Stop()
+				return nil, fmt.Errorf("autopilot configuration: %w", err)
+			}
+		}
+	}
+	if err := c.waitVoters(n, 2*time.Minute); err != nil {
+		c.Stop()
+		return nil, err
 	}
 	return c, nil
+}
+
+// waitVoters waits until the raft configuration has n voters: only then
+// can the cluster lose its active node and elect another.
+func (c *Cluster) waitVoters(n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		voters := 0
+		if a := c.Active(); a != nil {
+			if sec, err := a.Root.Logical().Read("sys/storage/raft/configuration"); err == nil && sec != nil {
+				cfg, _ := sec.Data["config"].(map[string]any)
+				servers, _ := cfg["servers"].([]any)
+				for _, sv := range servers {
+					if m, _ := sv.(map[string]any); m["voter"] == true {
+						voters++
+					}
+				}
+			}
+		}
+		if voters == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("devvault: %d of %d raft voters after %s", voters, n, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func rootClient(addr, token string) (*api.Client, error) {
