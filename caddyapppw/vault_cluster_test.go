@@ -16,7 +16,7 @@ import (
 // 429 on a standby; a request finding no healthy node waits up to
 // lb_try_duration for one (an election). It is the load balancer the
 // README's cluster setup describes.
-func vaultBalancer(c *devvault.Cluster, port int) string {
+func vaultBalancer(c *devvault.Cluster, port int, tryDuration string) string {
 	var upstreams []string
 	for _, n := range c.Nodes {
 		upstreams = append(upstreams, strings.TrimPrefix(n.Addr, "http://"))
@@ -25,7 +25,7 @@ func vaultBalancer(c *devvault.Cluster, port int) string {
 http://127.0.0.1:%d {
 	reverse_proxy %s {
 		lb_policy first
-		lb_try_duration 5s
+		lb_try_duration %s
 		lb_try_interval 100ms
 		fail_duration 2s
 		health_uri /v1/sys/health
@@ -33,22 +33,32 @@ http://127.0.0.1:%d {
 		health_timeout 1s
 	}
 }
-`, port, strings.Join(upstreams, " "))
+`, port, strings.Join(upstreams, " "), tryDuration)
 }
 
 // The active node of a three-node Raft cluster is killed (SIGKILL) under
 // load. Every answer is a 200 whose record Vault holds, or a 503 with
 // Retry-After; no request that failed for the election used up an
 // attempt; and once a standby has taken over, service resumes without
-// touching Caddy.
+// touching Caddy. With the README's settings the balancer and the
+// client's retries hold requests through the election; with a budget
+// too short for it (one try, 1s, a balancer that does not wait) requests
+// fail, and must fail as a 503.
 func TestVaultClusterActiveNodeKilled(t *testing.T) {
+	t.Run("held", func(t *testing.T) { activeNodeKilled(t, "", "5s") })
+	t.Run("short budget", func(t *testing.T) { activeNodeKilled(t, "\n timeout 1s\n max_retries -1", "0") })
+}
+
+func activeNodeKilled(t *testing.T, vaultOptions, tryDuration string) {
 	needsVault(t)
 	c := devvault.StartCluster(t, 3)
 	e := newEnv(t, "")
 	lb := freePort(t)
-	e.sites = vaultBalancer(c, lb)
-	e.vaultAddr, e.vaultAuth = fmt.Sprintf("http://127.0.0.1:%d", lb), "token "+c.Token
-	settings := "rate_limit 1 1h"
+	e.sites = vaultBalancer(c, lb, tryDuration)
+	e.vaultAddr, e.vaultAuth = fmt.Sprintf("http://127.0.0.1:%d", lb), "token "+c.Token+vaultOptions
+	// A successful POST counts (docs/API.md); two attempts leave room
+	// for it and the GET after it.
+	settings := "rate_limit 2 1h"
 	e.load(e.caddyfile(settings))
 	e.nc.AcceptAnyUser(alicePW)
 	// The wrong passwords at the end all come from Caddy's address.
@@ -162,10 +172,12 @@ func TestVaultClusterActiveNodeKilled(t *testing.T) {
 		if got := read(uid); got != nil && got["app_password"] != alicePW {
 			t.Fatalf("%s answered 503 and Vault holds a partial record %v", uid, got)
 		}
-		// rate_limit 1: had the failed request used up the attempt, a
-		// wrong password would now be a 429.
-		e.call("POST", "/api/v1/users/"+uid+"/app-password", uid+":"+alicePW2, "").expect(t, 401,
-			`{"success":false,"error":"Invalid app password"}`)
+		// rate_limit 2: had the failed request used up an attempt, the
+		// second wrong password would be a 429.
+		for range 2 {
+			e.call("POST", "/api/v1/users/"+uid+"/app-password", uid+":"+alicePW2, "").expect(t, 401,
+				`{"success":false,"error":"Invalid app password"}`)
+		}
 	}
 	t.Logf("active %s killed; %s took over; answers %v; longest gap without a 200: %s",
 		old.Addr, active.Addr, answers, longest.Round(time.Millisecond))
