@@ -36,13 +36,16 @@ type recorder struct {
 	attackerOther    map[string]map[int]int
 }
 
-// userLog is what one load user's POSTs asked for: the scope of the last
-// one answered 200, and the scopes of those sent after it whose outcome
-// is unknown (no answer, or a 503 that may have been written).
+// userLog is what one load user's changes asked for: the scope of the
+// last one answered 200, and the scopes of those sent after it whose
+// outcome is unknown (no answer, or a 503 that may have been written).
 type userLog struct {
-	provisioned bool     // a POST was answered 200
+	provisioned bool     // a change was answered 200
 	last        string   // its scope
-	unknown     []string // POSTs after it without a 200
+	unknown     []string // changes after it without a 200
+	seq         int
+	postedEpoch int32 // the epoch of the last POST answered 200
+	posts200    int   // POSTs answered 200: the attempts it may have counted
 }
 
 func newRecorder() *recorder {
@@ -114,24 +117,44 @@ func check(status int, h http.Header, body []byte, ok func(map[string]any) bool)
 	return fmt.Sprintf("%d %s", status, body)
 }
 
-// userLoop provisions uid again and again, each time with the next scope,
-// and reads its status after each: until stop is closed.
+// epoch is bumped at each failure: every load user provisions (POST)
+// once per epoch and otherwise changes its scopes (PATCH). A successful
+// POST counts as an attempt (docs/API.md), so a user makes at most one
+// per epoch: four in the run, under the limit of five.
+var epoch atomic.Int32
+
+// userLoop provisions uid once per epoch, changes its scopes (each time
+// the next one) the rest of the time, and reads its status after each
+// change: until stop is closed.
 func userLoop(c *client, rec *recorder, uid string, stop <-chan struct{}) {
 	rec.mu.Lock()
 	u := rec.users[uid]
 	if u == nil {
-		u = &userLog{}
+		u = &userLog{postedEpoch: -1}
 		rec.users[uid] = u
 	}
 	rec.mu.Unlock()
-	for i := 0; ; i++ {
+	for {
 		select {
 		case <-stop:
 			return
 		default:
 		}
-		scope := scopeCycle[i%len(scopeCycle)]
-		st, h, body := c.do("POST", "/api/v1/users/"+uid+"/app-password", uid, password, `{"scopes":["`+scope+`"]}`)
+		rec.mu.Lock()
+		u.seq++
+		scope := scopeCycle[u.seq%len(scopeCycle)]
+		ep := epoch.Load()
+		post := u.postedEpoch < ep
+		rec.mu.Unlock()
+
+		var st int
+		var h http.Header
+		var body []byte
+		if post {
+			st, h, body = c.do("POST", "/api/v1/users/"+uid+"/app-password", uid, password, `{"scopes":["`+scope+`"]}`)
+		} else {
+			st, h, body = c.do("PATCH", "/api/v1/users/"+uid+"/scopes", uid, password, `{"scopes":["`+scope+`"]}`)
+		}
 		wrong := check(st, h, body, func(m map[string]any) bool {
 			s, _ := m["scopes"].([]any)
 			return m["success"] == true && len(s) == 1 && s[0] == scope
@@ -140,6 +163,10 @@ func userLoop(c *client, rec *recorder, uid string, stop <-chan struct{}) {
 		rec.mu.Lock()
 		if st == 200 && wrong == "" {
 			u.provisioned, u.last, u.unknown = true, scope, nil
+			if post {
+				u.postedEpoch = ep
+				u.posts200++
+			}
 		} else {
 			u.unknown = append(u.unknown, scope)
 		}
@@ -148,7 +175,7 @@ func userLoop(c *client, rec *recorder, uid string, stop <-chan struct{}) {
 
 		st, h, body = c.do("GET", "/api/v1/users/"+uid+"/app-password", uid, password, "")
 		wrong = check(st, h, body, func(m map[string]any) bool {
-			// Once a POST was answered 200 the record must be there.
+			// Once a change was answered 200 the record must be there.
 			return m["success"] == true && m["user_id"] == uid && (!provisioned || m["has_app_password"] == true)
 		})
 		rec.add(answer{at: time.Now(), status: st, wrong: wrong})
