@@ -10,30 +10,35 @@ import (
 	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
 )
 
-// vaultBalancer is a site of Caddy's own reverse_proxy in front of the
-// cluster's nodes, sending to the active one only: its active health
-// check asks /v1/sys/health, which answers 200 on the active node and
-// 429 on a standby; a request finding no healthy node waits up to
-// lb_try_duration for one (an election). It is the load balancer the
-// README's cluster setup describes.
-func vaultBalancer(c *devvault.Cluster, port int, tryDuration string) string {
+// vaultBalancer is README.md's load balancer for a Vault cluster, as
+// printed, with the cluster's nodes for its upstreams and the test's
+// address: Caddy's own reverse_proxy sending to the active node only (its
+// active health check asks /v1/sys/health, which answers 200 on the
+// active node and 429 on a standby), holding a request that finds no
+// healthy node up to lb_try_duration (an election).
+func vaultBalancer(t *testing.T, c *devvault.Cluster, port int, tryDuration string) string {
+	t.Helper()
+	var text string
+	for _, b := range readmeBlocks(t, "caddyfile") {
+		if caddyfileKind(b.Text) == "balancer" {
+			text = b.Text
+		}
+	}
 	var upstreams []string
 	for _, n := range c.Nodes {
 		upstreams = append(upstreams, strings.TrimPrefix(n.Addr, "http://"))
 	}
-	return fmt.Sprintf(`
-http://127.0.0.1:%d {
-	reverse_proxy %s {
-		lb_policy first
-		lb_try_duration %s
-		lb_try_interval 100ms
-		fail_duration 2s
-		health_uri /v1/sys/health
-		health_interval 250ms
-		health_timeout 1s
+	for from, to := range map[string]string{
+		"http://127.0.0.1:8200 {": fmt.Sprintf("http://127.0.0.1:%d {", port),
+		"vault-1.internal:8200 vault-2.internal:8200 vault-3.internal:8200": strings.Join(upstreams, " "),
+		"lb_try_duration 5s": "lb_try_duration " + tryDuration,
+	} {
+		if !strings.Contains(text, from) {
+			t.Fatalf("README.md's balancer block no longer says %q", from)
+		}
+		text = strings.Replace(text, from, to, 1)
 	}
-}
-`, port, strings.Join(upstreams, " "), tryDuration)
+	return "\n" + text + "\n"
 }
 
 // The active node of a three-node Raft cluster is killed (SIGKILL) under
@@ -54,7 +59,7 @@ func activeNodeKilled(t *testing.T, vaultOptions, tryDuration string) {
 	c := devvault.StartCluster(t, 3)
 	e := newEnv(t, "")
 	lb := freePort(t)
-	e.sites = vaultBalancer(c, lb, tryDuration)
+	e.sites = vaultBalancer(t, c, lb, tryDuration)
 	e.vaultAddr, e.vaultAuth = fmt.Sprintf("http://127.0.0.1:%d", lb), "token "+c.Token+vaultOptions
 	// A successful POST counts (docs/API.md); two attempts leave room
 	// for it and the GET after it.

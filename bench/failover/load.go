@@ -120,9 +120,7 @@ func check(status int, h http.Header, body []byte, ok func(map[string]any) bool)
 // epoch is bumped at each failure: every load user provisions (POST)
 // once at the start and once after each of the Vault and Redis failures,
 // and otherwise changes its scopes (PATCH). A successful POST counts as
-// an attempt (docs/API.md): three in the run, and a POST cut by the
-// killed replica holds one more until its lease ends, under the limit of
-// five.
+// an attempt (docs/API.md): three in the run, under the limit.
 var epoch atomic.Int32
 
 // lastPostEpoch is the last epoch with a POST: the Redis failure's.
