@@ -49,18 +49,31 @@ func vaultBalancer(t *testing.T, c *devvault.Cluster, port int, tryDuration stri
 // client's retries hold requests through the election; with a budget
 // too short for it (one try, 1s, a balancer that does not wait) requests
 // fail, and must fail as a 503.
+//
+// Pointed at a standby without a balancer, the module sees what a standby
+// answers while there is no active node to forward to (500 "local node not
+// active but active cluster node not found", 503, a redirect to the dead
+// node): those too end as a retry or a 503.
 func TestVaultClusterActiveNodeKilled(t *testing.T) {
 	t.Run("held", func(t *testing.T) { activeNodeKilled(t, "", "5s") })
 	t.Run("short budget", func(t *testing.T) { activeNodeKilled(t, "\n timeout 1s\n max_retries -1", "0") })
+	t.Run("standby without balancer", func(t *testing.T) { activeNodeKilled(t, "\n timeout 3s", "") })
 }
 
+// activeNodeKilled runs the test through the README's balancer waiting up
+// to tryDuration, or, when tryDuration is "", straight to a standby.
 func activeNodeKilled(t *testing.T, vaultOptions, tryDuration string) {
 	needsVault(t)
 	c := devvault.StartCluster(t, 3)
 	e := newEnv(t, "")
-	lb := freePort(t)
-	e.sites = vaultBalancer(t, c, lb, tryDuration)
-	e.vaultAddr, e.vaultAuth = fmt.Sprintf("http://127.0.0.1:%d", lb), "token "+c.Token+vaultOptions
+	if tryDuration == "" {
+		e.vaultAddr = c.Nodes[1].Addr // node1 is the first active node
+	} else {
+		lb := freePort(t)
+		e.sites = vaultBalancer(t, c, lb, tryDuration)
+		e.vaultAddr = fmt.Sprintf("http://127.0.0.1:%d", lb)
+	}
+	e.vaultAuth = "token " + c.Token + vaultOptions
 	// A successful POST counts (docs/API.md); two attempts leave room
 	// for it and the GET after it.
 	settings := "rate_limit 2 1h"
