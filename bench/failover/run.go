@@ -116,6 +116,32 @@ func run(s *stack, p plan, w io.Writer) []string {
 	c.http.CloseIdleConnections()
 	step("checking")
 	after := goroutines(s)
+	stateAfter := append(prefixed("Vault: ", vaultState(s)), prefixed("Redis: ", redisState(s))...)
+
+	step("restarting the killed Vault node and Redis primary")
+	var back []string
+	start := time.Now()
+	if err := active.Restart(); err != nil {
+		back = append(back, "Vault: the killed node did not come back: "+err.Error())
+	} else {
+		h, err := active.Root.Sys().Health()
+		if err != nil || h.Sealed || !h.Standby {
+			back = append(back, fmt.Sprintf("Vault: the killed node came back as %+v (%v)", h, err))
+		} else {
+			back = append(back, fmt.Sprintf("Vault: the killed node, restarted on its raft directory, is an unsealed standby %s after its start", time.Since(start).Round(100*time.Millisecond)))
+		}
+	}
+	old := s.redis.Server(primary)
+	if err := old.Revive(); err != nil {
+		back = append(back, "Redis: the old primary did not come back: "+err.Error())
+	} else {
+		start = time.Now()
+		if err := s.redis.WaitReplica(primary, time.Minute); err != nil {
+			back = append(back, "Redis: "+err.Error())
+		} else {
+			back = append(back, fmt.Sprintf("Redis: the old primary, restarted (empty), is a replica in sync with the new one %s later (the sentinels reconfigured it)", time.Since(start).Round(100*time.Millisecond)))
+		}
+	}
 
 	fmt.Fprintf(w, "Three Caddy replicas (round-robin client, %d users per replica each provisioning once per phase and otherwise changing its scopes, a GET after each change, %d accounts sending a wrong password every 250 ms), a three-node Vault cluster on integrated storage behind each replica's own reverse_proxy (health check on /v1/sys/health), Redis with one replica and three sentinels (down-after 1 s). rate_limit %d 1h on Redis, on_error local.\n\n",
 		p.usersPerReplica, p.attackers, attempts)
@@ -131,11 +157,14 @@ func run(s *stack, p plan, w io.Writer) []string {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "State afterwards:")
 	fmt.Fprintln(w)
-	for _, line := range vaultState(s) {
-		fmt.Fprintln(w, "- Vault: "+line)
+	for _, line := range stateAfter {
+		fmt.Fprintln(w, "- "+line)
 	}
-	for _, line := range redisState(s) {
-		fmt.Fprintln(w, "- Redis: "+line)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Then, the killed ones restarted:")
+	fmt.Fprintln(w)
+	for _, line := range back {
+		fmt.Fprintln(w, "- "+line)
 	}
 	fmt.Fprintln(w)
 
@@ -165,6 +194,14 @@ func run(s *stack, p plan, w io.Writer) []string {
 	}
 	fmt.Fprintln(w)
 	return violations
+}
+
+func prefixed(p string, lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = p + l
+	}
+	return out
 }
 
 // rate200 is the 200s per second between from and to.

@@ -93,10 +93,14 @@ func (s *Server) Kill() {
 // Restart starts a killed server again on the same address (empty).
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	if err := s.start(); err != nil {
+	if err := s.Revive(); err != nil {
 		t.Fatal(err)
 	}
 }
+
+// Revive starts a killed server again on the same address (empty), as
+// Restart does, for callers that are not tests.
+func (s *Server) Revive() error { return s.start() }
 
 // Stop ends the server, unless it is dead already.
 func (s *Server) Stop() {

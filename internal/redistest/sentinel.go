@@ -201,6 +201,25 @@ func isPrimary(addr string) bool {
 	return err == nil && strings.Contains(info, "role:master")
 }
 
+// WaitReplica waits until the server at addr is a replica in sync with
+// its primary: a restarted old primary, which the sentinels turn into a
+// replica of the new one.
+func (s *Sentinel) WaitReplica(addr string, timeout time.Duration) error {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		info, err := c.Info(context.Background(), "replication").Result()
+		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s is no replica in sync after %s", addr, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // Server returns the process serving addr (the primary or the replica),
 // or nil.
 func (s *Sentinel) Server(addr string) *Server {
