@@ -48,8 +48,8 @@ func StartSentinel(t testing.TB) *Sentinel {
 	return s
 }
 
-// RunSentinel starts the set, the sentinels' config files under dir; the
-// caller must Stop it. It returns once the replica is in sync and every
+// RunSentinel starts the set, its files (the sentinels' configs, the
+// replication's RDB) under dir; the caller must Stop it. It returns once the replica is in sync and every
 // sentinel knows the replica and the other two sentinels, so a failover
 // can start at once.
 func RunSentinel(dir string) (*Sentinel, error) {
@@ -58,11 +58,19 @@ func RunSentinel(dir string) (*Sentinel, error) {
 	}
 	s := &Sentinel{}
 	var err error
-	if s.Primary, err = startServer(); err != nil {
+	// Replication writes an RDB file, even with saving off: into a
+	// directory of each server's own, never the working directory.
+	primaryDir, replicaDir := filepath.Join(dir, "primary"), filepath.Join(dir, "replica")
+	for _, d := range []string{primaryDir, replicaDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if s.Primary, err = startServer("--dir", primaryDir); err != nil {
 		return nil, err
 	}
 	host, port, _ := net.SplitHostPort(s.Primary.Addr)
-	if s.Replica, err = startReplica(host, port); err != nil {
+	if s.Replica, err = startReplica(replicaDir, host, port); err != nil {
 		s.Stop()
 		return nil, err
 	}
@@ -81,8 +89,8 @@ func RunSentinel(dir string) (*Sentinel, error) {
 	return s, nil
 }
 
-func startReplica(host, port string) (*Server, error) {
-	r, err := startServer("--replicaof", host, port)
+func startReplica(dir, host, port string) (*Server, error) {
+	r, err := startServer("--dir", dir, "--replicaof", host, port)
 	if err != nil {
 		return nil, err
 	}
