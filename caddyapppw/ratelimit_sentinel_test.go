@@ -22,6 +22,7 @@ func sentinelSettings(s *redistest.Sentinel, attempts string, more string) strin
 // the promoted replica, with the attempts counted before, without a
 // reload.
 func TestRedisSentinelFailover(t *testing.T) {
+	verifyNoLeaks(t) // the failover client's goroutines end with its config
 	s := redistest.StartSentinel(t)
 	e := newEnv(t, sentinelSettings(s, "3", ""))
 	e.nc.AddUser("alice", "", alicePW)
