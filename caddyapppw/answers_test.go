@@ -42,6 +42,8 @@ func referenceWriteError(w http.ResponseWriter, e *apiError) {
 		hdr.Set("Retry-After", strconv.Itoa(e.retryAfter))
 	case http.StatusMethodNotAllowed:
 		hdr.Set("Allow", e.allow)
+	case http.StatusServiceUnavailable:
+		hdr.Set("Retry-After", "5")
 	}
 	referenceWriteJSON(w, e.status, errorResponse{Error: e.msg, ValidScopes: e.validScopes})
 }

@@ -271,7 +271,7 @@ func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if rl.Redis != nil && rl.Redis.URL == "" {
+	if rl.Redis != nil && rl.Redis.URL == "" && rl.Redis.Sentinel == nil {
 		return d.Err("rate_limit: on_error goes with redis <url>")
 	}
 	return nil
@@ -366,13 +366,24 @@ func redisOf(rl *ratelimit.Config) *ratelimit.RedisConfig {
 	return rl.Redis
 }
 
+// unmarshalRedis reads `redis [<url>] { ... }`; the URL may be left out
+// when a sentinel line names the primary.
 func unmarshalRedis(d *caddyfile.Dispenser, r *ratelimit.RedisConfig) error {
-	if err := oneArg(d, &r.URL); err != nil {
+	if d.NextArg() {
+		r.URL = d.Val()
+	}
+	if err := noArgs(d); err != nil {
 		return err
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
+		case "sentinel":
+			err = unmarshalSentinel(d, sentinelOf(r))
+		case "sentinel_username":
+			err = oneArg(d, &sentinelOf(r).Username)
+		case "sentinel_password":
+			err = oneArg(d, &sentinelOf(r).Password)
 		case "password":
 			err = oneArg(d, &r.Password)
 		case "timeout":
@@ -387,6 +398,29 @@ func unmarshalRedis(d *caddyfile.Dispenser, r *ratelimit.RedisConfig) error {
 		if err != nil {
 			return err
 		}
+	}
+	if r.URL == "" && (r.Sentinel == nil || r.Sentinel.MasterName == "") {
+		return d.Err("redis: give a url, or a sentinel line in its block")
+	}
+	return nil
+}
+
+func sentinelOf(r *ratelimit.RedisConfig) *ratelimit.SentinelConfig {
+	if r.Sentinel == nil {
+		r.Sentinel = new(ratelimit.SentinelConfig)
+	}
+	return r.Sentinel
+}
+
+// unmarshalSentinel reads `sentinel <master_name> <host:port>...`.
+func unmarshalSentinel(d *caddyfile.Dispenser, s *ratelimit.SentinelConfig) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	s.MasterName = d.Val()
+	s.Addresses = d.RemainingArgs()
+	if len(s.Addresses) == 0 {
+		return d.Err("sentinel: give the master name and at least one sentinel address")
 	}
 	return nil
 }

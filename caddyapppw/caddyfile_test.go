@@ -84,6 +84,23 @@ var caddyfileOptionCases = []struct{ block, want string }{
 			}
 		}`, `{"rate_limit":{"attempts":5,"window":3600000000000,"redis":{"url":"rediss://redis.internal:6380/2","password":"{env.REDIS_PASSWORD}","ca_cert":"/etc/redis-ca.pem","timeout":50000000,"key_prefix":"mcp","on_error":"deny"}}}`},
 	{`app_password {
+			rate_limit 5 1h {
+				redis {
+					sentinel mymaster 10.0.0.11:26379 10.0.0.12:26379 10.0.0.13:26379
+					sentinel_password {env.SENTINEL_PASSWORD}
+					password {env.REDIS_PASSWORD}
+				}
+			}
+		}`, `{"rate_limit":{"attempts":5,"window":3600000000000,"redis":{"sentinel":{"master_name":"mymaster","addresses":["10.0.0.11:26379","10.0.0.12:26379","10.0.0.13:26379"],"password":"{env.SENTINEL_PASSWORD}"},"password":"{env.REDIS_PASSWORD}"}}}`},
+	{`app_password {
+			rate_limit {
+				redis rediss://default@/1 {
+					sentinel_username watcher
+					sentinel primary s1:26379
+				}
+			}
+		}`, `{"rate_limit":{"redis":{"url":"rediss://default@/1","sentinel":{"master_name":"primary","addresses":["s1:26379"],"username":"watcher"}}}}`},
+	{`app_password {
 			deliver_to_mcp http://nextcloud-mcp:8000 {
 				interval 10s
 				give_up 2h
@@ -121,7 +138,11 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"app_password {\n prefix\n}", "wrong argument count"},
 		{"app_password {\n scopes\n}", "wrong argument count"},
 		{"app_password {\n rate_limit {\n on_error deny\n }\n}", "rate_limit: on_error goes with redis <url>"},
-		{"app_password {\n rate_limit {\n redis\n }\n}", "wrong argument count"},
+		{"app_password {\n rate_limit {\n redis\n }\n}", "redis: give a url, or a sentinel line in its block"},
+		{"app_password {\n rate_limit {\n redis a b\n }\n}", "wrong argument count"},
+		{"app_password {\n rate_limit {\n redis {\n sentinel mymaster\n }\n }\n}", "sentinel: give the master name and at least one sentinel address"},
+		{"app_password {\n rate_limit {\n redis {\n sentinel\n }\n }\n}", "wrong argument count"},
+		{"app_password {\n rate_limit {\n redis {\n sentinel_password x\n }\n }\n}", "redis: give a url, or a sentinel line in its block"},
 		{"app_password {\n rate_limit {\n redis redis://r {\n db 3\n }\n }\n}", "unrecognized redis option 'db'"},
 		{"app_password {\n deliver_to_mcp\n}", "deliver_to_mcp needs the MCP server's address"},
 		{"app_password {\n deliver_to_mcp a b\n}", "wrong argument count"},
@@ -165,6 +186,7 @@ func TestProvisionErrorsNameTheOption(t *testing.T) {
 		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis ftp://r\n}", "rate_limit: redis: url: "},
 		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis redis://r {\nca_cert /x.pem\n}\n}", "rate_limit: redis: ca_cert needs a rediss:// url"},
 		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis redis://r\non_error maybe\n}", `rate_limit: redis: on_error: "maybe" is neither local nor deny`},
+		{"nextcloud http://nc\nvault http://v\nrate_limit {\nredis redis://:pw@r:6379/0 {\nsentinel m 127.0.0.1:26379\n}\n}", "rate_limit: redis: url: with sentinel the url names no host (the sentinels name the primary): redis://r:6379"},
 		{"nextcloud http://nc\nvault http://v\ndeliver_to_mcp ftp://mcp", `deliver_to_mcp: the MCP server's address "ftp://mcp" is not an http(s)://host[:port] URL`},
 		{"nextcloud http://nc\nvault http://v\ndeliver_to_mcp mcp:8000 {\ninterval 1ms\n}", "deliver_to_mcp: interval must be at least 100ms"},
 	}

@@ -91,6 +91,12 @@ func init() {
 	}
 }
 
+// unavailableRetryAfter is the Retry-After of a 503: Vault or Redis did
+// not answer. A raft election in a Vault cluster, or Sentinel promoting a
+// replica, takes a few seconds; a client that waits this long usually
+// finds the dependency back (README: "Running several replicas").
+const unavailableRetryAfter = "5"
+
 // retryAfterSeconds is the N of a 429 (docs/API.md): max(1, ceil(d)), so
 // a client that waits N seconds finds an attempt free.
 func retryAfterSeconds(d time.Duration) int {

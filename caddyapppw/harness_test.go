@@ -109,6 +109,7 @@ type env struct {
 	mount                string
 	kv                   int    // KV version of mount
 	globals              string // more global options
+	sites                string // more site blocks (e.g. a load balancer)
 	// fixedPort keeps the site's port across configs. By default each
 	// config gets a new one: when two configs share a listener, a new
 	// connection can land on the old server in the instant it shuts down,
@@ -209,7 +210,7 @@ http://127.0.0.1:%d {
 		flush_interval -1
 	}
 }
-`, e.admin, e.logFile, e.globals, e.port, e.nc.URL, e.vaultAddr, e.vaultAuth, e.mount, e.prefix, settings, e.backend.URL)
+%s`, e.admin, e.logFile, e.globals, e.port, e.nc.URL, e.vaultAddr, e.vaultAuth, e.mount, e.prefix, settings, e.backend.URL, e.sites)
 }
 
 // load adapts a Caddyfile and runs it, as `caddy run` does.

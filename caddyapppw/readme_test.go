@@ -32,7 +32,7 @@ import (
 // readmeCaddyfiles names README.md's Caddyfile blocks in their order. A
 // block added, removed or moved fails TestREADMESnippets until it is
 // named here, so none is ever skipped without a reason.
-var readmeCaddyfiles = []string{"audit", "syntax", "token", "token", "token_file", "approle", "kubernetes", "delivery", "sweep", "redis"}
+var readmeCaddyfiles = []string{"audit", "syntax", "token", "token", "token_file", "approle", "kubernetes", "delivery", "sweep", "redis", "balancer", "sentinel"}
 
 // caddyfileKind tells what a README Caddyfile block shows.
 func caddyfileKind(text string) string {
@@ -51,6 +51,10 @@ func caddyfileKind(text string) string {
 		return "approle"
 	case strings.Contains(text, "kubernetes "):
 		return "kubernetes"
+	case strings.Contains(text, "health_uri /v1/sys/health"):
+		return "balancer"
+	case strings.Contains(text, "sentinel "):
+		return "sentinel"
 	case strings.Contains(text, "redis "):
 		return "redis"
 	case strings.Contains(text, "token {env.VAULT_TOKEN}"):
@@ -318,6 +322,11 @@ func TestREADMESnippets(t *testing.T) {
 			// Global options only: loaded with the next site block, whose
 			// provisioning it must then record.
 			audit = b
+			continue
+		case "balancer":
+			// Vault's load balancer, in front of a cluster this test does
+			// not have: TestVaultClusterActiveNodeKilled runs it, as
+			// printed, in front of three Vault nodes.
 			continue
 		}
 		text := b.Text

@@ -127,6 +127,10 @@ func writeError(w http.ResponseWriter, e *apiError) {
 		}
 	case http.StatusMethodNotAllowed:
 		name, value = "Allow", e.allow
+	case http.StatusServiceUnavailable:
+		// Vault or Redis did not answer: most often an election or a
+		// failover, over in seconds.
+		name, value = "Retry-After", unavailableRetryAfter
 	}
 	if e.body != nil {
 		writeAnswer(w, e.status, e.body, name, value)

@@ -50,8 +50,28 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Stop asks Caddy to stop (SIGTERM) and waits for it.
 func (p *Process) Stop() {
+	if p.Exited() {
+		return
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.done
+}
+
+// Kill ends Caddy the hard way (SIGKILL), as a crash would, and waits
+// for it.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // WaitForLine reads r until a line contains want, then keeps draining r in

@@ -1,5 +1,6 @@
 // Package devvault starts the project's dev Vault (tools/devvault: Vault's
-// real core with in-memory storage) for tests, on a free loopback port.
+// real core with in-memory storage) for tests, on a free loopback port, or
+// a cluster of them on integrated storage (cluster.go).
 package devvault
 
 import (

@@ -56,11 +56,17 @@ type PerAddressConfig struct {
 	Window caddy.Duration `json:"window,omitempty"`
 }
 
-// RedisConfig is the shared rate limiter's Redis.
+// RedisConfig is the shared rate limiter's Redis: one server, or a
+// primary found through Redis Sentinel.
 type RedisConfig struct {
 	// redis://[user:password@]host:port/db, or rediss:// for TLS.
-	// Placeholders are replaced at provisioning.
+	// Placeholders are replaced at provisioning. With Sentinel it is
+	// optional and its host is not used: the scheme (rediss:// for TLS),
+	// user, password and database still apply to the primary.
 	URL string `json:"url,omitempty"`
+	// Sentinel finds the primary, and follows it through a failover,
+	// instead of the URL's host.
+	Sentinel *SentinelConfig `json:"sentinel,omitempty"`
 	// Password, when not in the URL (e.g. {env.REDIS_PASSWORD}).
 	Password string `json:"password,omitempty"`
 	// PEM file of the CA that signed Redis's certificate (rediss:// URLs),
@@ -73,6 +79,23 @@ type RedisConfig struct {
 	// What a check does when Redis fails: "local" (the in-process
 	// limiter decides) or "deny" (503). Default: local
 	OnError string `json:"on_error,omitempty"`
+}
+
+// SentinelConfig names a primary monitored by Redis Sentinel. The client
+// is go-redis's failover client: it asks the sentinels for the primary's
+// address, and when they promote a replica it drops its connections to
+// the old primary and asks again.
+type SentinelConfig struct {
+	// The name the sentinels monitor the primary under. Required.
+	MasterName string `json:"master_name,omitempty"`
+	// host:port of the sentinels (a seed list; the client also learns
+	// the others from them). Required.
+	Addresses []string `json:"addresses,omitempty"`
+	// Credentials of the sentinels themselves (their requirepass or an
+	// ACL user), when they have any. Placeholders are replaced at
+	// provisioning.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
 }
 
 // SetDefaults fills in what the config leaves out.
@@ -135,6 +158,14 @@ func (r *RedisConfig) validate() error {
 	}
 	if r.Timeout < 0 {
 		return errors.New("timeout must be positive")
+	}
+	if s := r.Sentinel; s != nil {
+		switch {
+		case s.MasterName == "":
+			return errors.New("sentinel: the master name is required")
+		case len(s.Addresses) == 0:
+			return errors.New("sentinel: at least one sentinel address is required")
+		}
 	}
 	return nil
 }

@@ -30,6 +30,8 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{Config{PerAddress: &PerAddressConfig{Failures: 1, Window: -1}}, "per_address: window must be positive, not -1ns"},
 		{Config{Redis: &RedisConfig{URL: "redis://r", OnError: "maybe"}}, `redis: on_error: "maybe" is neither local nor deny`},
 		{Config{Redis: &RedisConfig{URL: "redis://r", Timeout: -1}}, "redis: timeout must be positive"},
+		{Config{Redis: &RedisConfig{Sentinel: &SentinelConfig{Addresses: []string{"s:26379"}}}}, "redis: sentinel: the master name is required"},
+		{Config{Redis: &RedisConfig{Sentinel: &SentinelConfig{MasterName: "m"}}}, "redis: sentinel: at least one sentinel address is required"},
 	} {
 		tc.c.SetDefaults()
 		if err := tc.c.Validate(); err == nil || err.Error() != tc.want {

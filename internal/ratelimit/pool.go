@@ -70,9 +70,11 @@ type redisConn struct {
 	failing atomic.Bool
 }
 
-func acquireRedisConn(key string, opts *redis.Options) *redisConn {
+// acquireRedisConn returns the client of key, made by newClient (a plain
+// or a Sentinel failover client) when no config holds it yet.
+func acquireRedisConn(key string, newClient func() *redis.Client) *redisConn {
 	v, _, _ := redisConns.LoadOrNew(key, func() (caddy.Destructor, error) {
-		c := &redisConn{client: redis.NewClient(opts)}
+		c := &redisConn{client: newClient()}
 		c.refs.Store(1) // the pool entry's
 		return c, nil
 	})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-apppw/caddy-apppw/internal/tlsca"
@@ -22,7 +23,14 @@ import (
 func newRedis(c *RedisConfig, keyspace string, local *Local, o Options) (*Redis, error) {
 	u := o.Replacer.ReplaceKnown(c.URL, "")
 	if u == "" {
-		return nil, errors.New("url is required")
+		if c.Sentinel == nil {
+			return nil, errors.New("url is required")
+		}
+		u = "redis://" // the sentinels name the primary
+	} else if c.Sentinel != nil {
+		if pu, err := url.Parse(u); err == nil && pu.Host != "" {
+			return nil, fmt.Errorf("url: with sentinel the url names no host (the sentinels name the primary): %s://%s", pu.Scheme, pu.Host)
+		}
 	}
 	opts, err := redis.ParseURL(u)
 	if err != nil {
@@ -50,15 +58,57 @@ func newRedis(c *RedisConfig, keyspace string, local *Local, o Options) (*Redis,
 	// wrong server name) rather than with its deadline while the pool
 	// still backs off between retries.
 	opts.DialerRetries = 1
+	newClient := func() *redis.Client { return redis.NewClient(opts) }
+	keyParts := []string{u, pw, c.CACert, timeout.String()}
+	if s := c.Sentinel; s != nil {
+		fo := failoverOptions(opts, s, o.Replacer)
+		newClient = func() *redis.Client { return redis.NewFailoverClient(fo) }
+		keyParts = append(keyParts, "sentinel", fo.MasterName, fo.SentinelUsername, fo.SentinelPassword)
+		keyParts = append(keyParts, fo.SentinelAddrs...)
+	}
 	// The key names the client's options, hashed so that no password is
 	// kept as a map key.
-	sum := sha256.Sum256([]byte(strings.Join([]string{u, pw, c.CACert, timeout.String()}, "\x00")))
+	sum := sha256.Sum256([]byte(strings.Join(keyParts, "\x00")))
 	connKey := hex.EncodeToString(sum[:])
 	return &Redis{
-		local: local, conn: acquireRedisConn(connKey, opts), connKey: connKey,
+		local: local, conn: acquireRedisConn(connKey, newClient), connKey: connKey,
 		prefix: c.KeyPrefix + ":" + keyspace + ":", timeout: timeout, lease: o.Lease,
 		onErrorDeny: c.OnError == "deny", logger: o.Logger, onFallback: o.OnFallback,
 	}, nil
+}
+
+// failoverOptions are opts (the URL's credentials, database, TLS and the
+// timeouts) for go-redis's Sentinel failover client: the primary is
+// whatever the sentinels say it is, so a promoted replica is used without
+// a reload. The sentinels are asked with the same timeouts, so a check
+// still falls back within its bound while they are down.
+func failoverOptions(opts *redis.Options, s *SentinelConfig, repl *caddy.Replacer) *redis.FailoverOptions {
+	addrs := make([]string, len(s.Addresses))
+	for i, a := range s.Addresses {
+		addrs[i] = repl.ReplaceKnown(a, "")
+	}
+	tlsConfig := opts.TLSConfig
+	if tlsConfig != nil {
+		// The URL names no host: each dial verifies the address the
+		// sentinels gave.
+		tlsConfig = tlsConfig.Clone()
+		tlsConfig.ServerName = ""
+	}
+	return &redis.FailoverOptions{
+		MasterName:       repl.ReplaceKnown(s.MasterName, ""),
+		SentinelAddrs:    addrs,
+		SentinelUsername: repl.ReplaceKnown(s.Username, ""),
+		SentinelPassword: repl.ReplaceKnown(s.Password, ""),
+		Username:         opts.Username,
+		Password:         opts.Password,
+		DB:               opts.DB,
+		TLSConfig:        tlsConfig,
+		DialTimeout:      opts.DialTimeout,
+		ReadTimeout:      opts.ReadTimeout,
+		WriteTimeout:     opts.WriteTimeout,
+		MaxRetries:       opts.MaxRetries,
+		DialerRetries:    opts.DialerRetries,
+	}
 }
 
 // redactRedisURLError reports a Redis URL that does not parse without

@@ -14,6 +14,8 @@
 //	devvault -addr 127.0.0.1:0 -root-token root [-kv-version 2]
 //	         [-tls-cert f -tls-key f [-tls-client-ca f]] [-data-dir d]
 //	         [-exit-with-stdin]
+//	devvault -addr 127.0.0.1:8200 -raft-dir d -cluster-addr 127.0.0.1:8201
+//	         -unseal-key-file f [-join http://127.0.0.1:8300] [-node-id n]
 //
 // Once it serves it prints one line, "VAULT_ADDR=<url>", on stdout, so a
 // caller can wait for readiness without polling. SIGTERM or SIGINT stops it.
@@ -22,6 +24,13 @@
 // it, so a killed and restarted devvault comes back unsealed with the same
 // data. That exists for fault-injection tests; it is not a way to keep
 // secrets.
+//
+// With -raft-dir it is one node of a Vault cluster on integrated storage
+// (Raft), with the cluster listener, HA and request forwarding of `vault
+// server`: the first node initialises and writes the cluster's unseal key
+// to -unseal-key-file; the others -join it and unseal with that key; a node
+// restarted on its directory unseals and takes its place again. The line
+// is printed once the node is unsealed (active or standby).
 package main
 
 import (
@@ -68,38 +77,16 @@ func run() error {
 	dataDir := flag.String("data-dir", "", "keep storage and the unseal key in this directory (default: memory)")
 	logLevel := flag.String("log-level", "warn", "Vault log level")
 	watchStdin := flag.Bool("exit-with-stdin", false, "stop when standard input closes (so a crashed parent leaves no server behind)")
+	var ro raftOptions
+	flag.StringVar(&ro.dir, "raft-dir", "", "run as a node of a cluster on integrated storage (Raft) kept in this directory")
+	flag.StringVar(&ro.nodeID, "node-id", "", "raft node id (default: the -raft-dir's name)")
+	flag.StringVar(&ro.clusterAddr, "cluster-addr", "", "host:port of the cluster listener (raft and request forwarding)")
+	flag.StringVar(&ro.join, "join", "", "API address of a cluster node to join (first start of a node other than the first)")
+	flag.StringVar(&ro.keyFile, "unseal-key-file", "", "the cluster's unseal key: written by the first node, read by the others")
+	flag.StringVar(&ro.multiplier, "raft-performance-multiplier", "1", "raft timing multiplier (Vault's default is 5; 1 elects fastest)")
 	flag.Parse()
 
 	logger := log.New(&log.LoggerOptions{Name: "devvault", Level: log.LevelFromString(*logLevel), Output: os.Stderr})
-
-	var backend physical.Backend
-	var err error
-	if *dataDir != "" {
-		backend, err = file.NewFileBackend(map[string]string{"path": filepath.Join(*dataDir, "storage")}, logger)
-	} else {
-		backend, err = inmem.NewInmem(nil, logger)
-	}
-	if err != nil {
-		return fmt.Errorf("storage: %w", err)
-	}
-
-	core, err := vault.NewCore(&vault.CoreConfig{
-		Physical:           backend,
-		Logger:             logger,
-		DisableMlock:       true,
-		BuiltinRegistry:    registry{},
-		LogicalBackends:    secretsPlugins,
-		CredentialBackends: credentialPlugins,
-	})
-	if err != nil {
-		return fmt.Errorf("core: %w", err)
-	}
-	defer core.Shutdown()
-
-	ctx := namespace.ContextWithNamespace(context.Background(), namespace.RootNamespace)
-	if err := initAndUnseal(ctx, core, *dataDir, *rootToken, *kvVersion); err != nil {
-		return err
-	}
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -114,6 +101,46 @@ func run() error {
 		ln = tls.NewListener(ln, cfg)
 		scheme = "https"
 	}
+	apiAddr := scheme + "://" + ln.Addr().String()
+
+	var backend physical.Backend
+	switch {
+	case ro.enabled():
+		backend, err = ro.backend(logger)
+	case *dataDir != "":
+		backend, err = file.NewFileBackend(map[string]string{"path": filepath.Join(*dataDir, "storage")}, logger)
+	default:
+		backend, err = inmem.NewInmem(nil, logger)
+	}
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+
+	coreConfig := &vault.CoreConfig{
+		Physical:           backend,
+		Logger:             logger,
+		DisableMlock:       true,
+		BuiltinRegistry:    registry{},
+		LogicalBackends:    secretsPlugins,
+		CredentialBackends: credentialPlugins,
+	}
+	if ro.enabled() {
+		// As `vault server` with storage "raft": the storage is the HA
+		// backend, api_addr is where standbys send clients, cluster_addr
+		// where they forward requests and raft talks.
+		coreConfig.HAPhysical = backend.(physical.HABackend)
+		coreConfig.RedirectAddr = apiAddr
+		coreConfig.ClusterAddr = "https://" + ro.clusterAddr
+	}
+	core, err := vault.NewCore(coreConfig)
+	if err != nil {
+		return fmt.Errorf("core: %w", err)
+	}
+	defer core.Shutdown()
+
+	// The API serves from the start, as Vault's does: sealed answers
+	// 503 until the node is unsealed, and the line below tells callers
+	// when it is ready.
 	handler := vaulthttp.Handler.Handler(&vault.HandlerProperties{
 		Core:           core,
 		ListenerConfig: &configutil.Listener{Address: ln.Addr().String()},
@@ -121,8 +148,29 @@ func run() error {
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	fmt.Printf("VAULT_ADDR=%s://%s\n", scheme, ln.Addr())
-	fmt.Fprintln(os.Stderr, "devvault: development server; storage is", storageWord(*dataDir), "and every secret vanishes when it stops")
+
+	ctx := namespace.ContextWithNamespace(context.Background(), namespace.RootNamespace)
+	if ro.enabled() {
+		clusterTCP, err := net.ResolveTCPAddr("tcp", ro.clusterAddr)
+		if err != nil {
+			return fmt.Errorf("cluster-addr: %w", err)
+		}
+		// Before the first unseal, as Vault's server does: unsealing
+		// starts the cluster listener.
+		core.SetClusterListenerAddrs([]*net.TCPAddr{clusterTCP})
+		core.SetClusterHandler(vaulthttp.Handler.Handler(&vault.HandlerProperties{
+			Core:           core,
+			ListenerConfig: &configutil.Listener{DisableJSONLimitParsing: true},
+		}))
+		if err := startRaft(ctx, core, ro, *rootToken, *kvVersion); err != nil {
+			return err
+		}
+	} else if err := initAndUnseal(ctx, core, *dataDir, *rootToken, *kvVersion); err != nil {
+		return err
+	}
+
+	fmt.Printf("VAULT_ADDR=%s\n", apiAddr)
+	fmt.Fprintln(os.Stderr, "devvault: development server; storage is", storageWord(*dataDir, ro.dir), "and every secret vanishes when it stops")
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -144,7 +192,10 @@ func run() error {
 	return srv.Shutdown(shutdownCtx)
 }
 
-func storageWord(dataDir string) string {
+func storageWord(dataDir, raftDir string) string {
+	if raftDir != "" {
+		return "raft in " + raftDir
+	}
 	if dataDir == "" {
 		return "in memory"
 	}
@@ -189,7 +240,13 @@ func initAndUnseal(ctx context.Context, core *vault.Core, dataDir, rootToken, kv
 		return fmt.Errorf("unseal: %v", err)
 	}
 
-	if _, err := request(ctx, core, init.RootToken, "auth/token/create", map[string]any{
+	return setupDev(ctx, core, init.RootToken, rootToken, kvVersion)
+}
+
+// setupDev replaces the initial root token with one of a known ID and
+// mounts KV at "secret/", on the active node.
+func setupDev(ctx context.Context, core *vault.Core, initialRoot, rootToken, kvVersion string) error {
+	if _, err := request(ctx, core, initialRoot, "auth/token/create", map[string]any{
 		"id":                rootToken,
 		"policies":          []string{"root"},
 		"no_parent":         true,
@@ -197,13 +254,13 @@ func initAndUnseal(ctx context.Context, core *vault.Core, dataDir, rootToken, kv
 	}); err != nil {
 		return fmt.Errorf("root token: %w", err)
 	}
-	if _, err := request(ctx, core, rootToken, "auth/token/revoke-orphan", map[string]any{"token": init.RootToken}); err != nil {
+	if _, err := request(ctx, core, rootToken, "auth/token/revoke-orphan", map[string]any{"token": initialRoot}); err != nil {
 		return fmt.Errorf("revoke initial root token: %w", err)
 	}
 	if kvVersion == "" {
 		return nil
 	}
-	_, err = request(ctx, core, rootToken, "sys/mounts/secret", map[string]any{
+	_, err := request(ctx, core, rootToken, "sys/mounts/secret", map[string]any{
 		"type":    "kv",
 		"path":    "secret/",
 		"options": map[string]string{"version": kvVersion},
