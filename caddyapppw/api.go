@@ -316,6 +316,9 @@ func (h *Handler) loadAndAuthenticate(req *apiRequest, rejected *apiError) (*vau
 	if secretsEqual(stored, req.password) && rec != nil && rec.AppPassword != "" {
 		return rec, nil
 	}
+	if login != req.userID && h.loginBudgetSpent(req, login) {
+		login = req.userID
+	}
 	if e := h.checkNextcloud(req, login, rejected); e != nil {
 		return nil, e
 	}
