@@ -146,6 +146,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("rate_limit: %w", err)
 	}
+	h.warnAboutLeftmostAddresses(ctx)
 
 	if err := h.provisionSweep(); err != nil {
 		return err
