@@ -99,6 +99,10 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 	// 3. Rate limit: reserve an attempt now, count it or give it back
 	// once the outcome is known. The login name joins the attempt before
 	// Nextcloud is asked (checkNextcloud).
+	// The body, if any, is read before the reservation (preread).
+	if method != http.MethodGet {
+		preread(req.r)
+	}
 	defer req.res.Release()
 	if e := h.reserveAttempt(&req.res, h.accounts, ratelimit.AccountKey(req.userID)); e != nil {
 		return nil, e
