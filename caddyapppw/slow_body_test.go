@@ -87,3 +87,23 @@ func TestSlowBodyGetsNoExtraChecksOnRedis(t *testing.T) {
 		t.Fatalf("six slow POSTs under rate_limit 2: %d Nextcloud checks, answers %v", n, statuses)
 	}
 }
+
+// TestBodyReadFirstKeepsTheOrderOfAnswers: the body is read before the
+// attempt is reserved, but judged at its place in docs/API.md's order: a
+// blocked account is answered 429 whatever its body, and a body too large
+// by its Content-Length is not read at all.
+func TestBodyReadFirstKeepsTheOrderOfAnswers(t *testing.T) {
+	e := newEnv(t, "rate_limit 1 1h")
+	e.nc.AddUser("alice", "", alicePW)
+	e.call("POST", "/api/v1/users/alice/app-password", "alice:"+alicePW2, `{"username":"alice"}`).
+		expect(t, 401, `{"success":false,"error":"Invalid app password"}`)
+	for _, body := range []string{"{", `{"scopes":"x"}`, strings.Repeat(" ", maxBodyBytes+1)} {
+		a := e.call("POST", "/api/v1/users/alice/app-password", "alice:"+alicePW, body)
+		a.expect(t, 429, rateLimited3600)
+		e.call("PATCH", "/api/v1/users/alice/scopes", "alice:"+alicePW, body).expect(t, 429, rateLimited3600)
+	}
+	e.call("POST", "/api/v1/users/bob/app-password", "bob:"+alicePW, "{").
+		expect(t, 400, `{"success":false,"error":"Invalid JSON body"}`)
+	e.call("POST", "/api/v1/users/bob/app-password", "bob:"+alicePW, strings.Repeat(" ", maxBodyBytes+1)).
+		expect(t, 413, `{"success":false,"error":"Request body too large"}`)
+}
