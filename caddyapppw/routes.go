@@ -208,9 +208,11 @@ func (rt router) route(segs []string, fold bool) (route, []string, bool) {
 //   - ";params": kept, dropped from the raw segments (Tomcat, Spring), or
 //     dropped after decoding;
 //   - decoding: each segment on its own, or the whole path before it is
-//     split, so that %2F separates (uvicorn) and a decoded "?" or "#"
-//     ends the path (a proxy that forwards paths decoded); once, or twice
-//     for a chain of two decoders;
+//     split, so that %2F separates, with a decoded "?" or "#" kept as a
+//     character (uvicorn, which splits the query off first: Starlette
+//     routes "/api%2Fv1/users/a%3Fb/access" for the user "a?b") or ending
+//     the path (a proxy that forwards paths decoded); once, or twice for a
+//     chain of two decoders;
 //   - "\": a character, or a separator (WHATWG URL parsers, IIS);
 //   - dot segments: kept, or resolved after decoding, with repeated
 //     slashes merged first (nginx, path.Clean) or, as RFC 3986 and WHATWG
@@ -230,9 +232,12 @@ func (rt router) route(segs []string, fold bool) (route, []string, bool) {
 func (rt router) anyReading(path string) bool {
 	once := decodeAll(path)
 	twice := decodeAll(once)
-	wholes, decodes := []bool{false}, []int{1}
+	wholes, decodes := []int{bySegment}, []int{1}
 	if once != path {
-		wholes = []bool{false, true}
+		wholes = []int{bySegment, wholeKept}
+		if strings.ContainsAny(twice, "?#") {
+			wholes = append(wholes, wholeCut)
+		}
 	}
 	if twice != once {
 		decodes = []int{1, 2}
@@ -284,19 +289,27 @@ func (rt router) anyReading(path string) bool {
 	return false
 }
 
-// split decodes path n times and splits it at "/": decoded whole first,
-// and then cut at a decoded "?" or "#", or segment by segment.
-func split(path string, whole bool, n int, out []string) []string {
-	if whole {
+// How a reading decodes a path.
+const (
+	bySegment = iota // each segment on its own
+	wholeKept        // the whole path, a decoded "?" or "#" kept in it (uvicorn)
+	wholeCut         // the whole path, cut at a decoded "?" or "#" (a proxy that forwards it decoded)
+)
+
+// split decodes path n times, as whole says, and splits it at "/".
+func split(path string, whole int, n int, out []string) []string {
+	if whole != bySegment {
 		for range n {
 			path = decodeAll(path)
 		}
+	}
+	if whole == wholeCut {
 		if i := strings.IndexAny(path, "?#"); i >= 0 {
 			path = path[:i]
 		}
 	}
 	for seg := range strings.SplitSeq(path, "/") {
-		if !whole {
+		if whole == bySegment {
 			for range n {
 				seg = decodeAll(seg)
 			}

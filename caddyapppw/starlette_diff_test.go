@@ -141,10 +141,10 @@ func rawGet(addr, target string) (int, string, error) {
 // forwards it, re-escaped or not) is one Starlette routes. Under the
 // default prefix and under "prefix /", where the module shadows the MCP
 // server's /api/v1 copy. STARLETTE_DIFF_PATHS sets how many paths are
-// generated beyond the seeds (default 1500).
+// generated beyond the seeds (default 3000).
 func TestStarletteDifferential(t *testing.T) {
 	app := startStarlette(t)
-	n := 1500
+	n := 3000
 	if v := os.Getenv("STARLETTE_DIFF_PATHS"); v != "" {
 		var err error
 		if n, err = strconv.Atoi(v); err != nil {
