@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,8 +31,10 @@ import (
 // packages; the python3 on PATH may be another one.
 const debianPython = "/usr/bin/python3"
 
-// starlette is a running uvicorn serving testdata/starlette_routes.py.
+// starletteApp is a running uvicorn serving one application of
+// testdata/starlette_routes.py.
 type starletteApp struct {
+	name   string
 	addr   string
 	stderr *bytes.Buffer
 }
@@ -40,7 +43,7 @@ type starletteApp struct {
 // listens on already (uvicorn --fd), so requests queue until it serves
 // them and nothing waits for it to come up. Without Debian's packages the
 // test fails, except in the fast lane (-short), which skips it saying so.
-func startStarlette(t *testing.T) *starletteApp {
+func startStarlette(t *testing.T, name string) *starletteApp {
 	t.Helper()
 	if out, err := exec.Command(debianPython, "-c", "import starlette, uvicorn").CombinedOutput(); err != nil {
 		msg := fmt.Sprintf("the real-Starlette oracle needs Debian's python3-starlette and python3-uvicorn under %s (scripts/test installs them): %v %s", debianPython, err, out)
@@ -61,9 +64,9 @@ func startStarlette(t *testing.T) *starletteApp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := &starletteApp{addr: ln.Addr().String(), stderr: &bytes.Buffer{}}
+	app := &starletteApp{name: name, addr: ln.Addr().String(), stderr: &bytes.Buffer{}}
 	cmd := exec.Command(debianPython, "-m", "uvicorn", "--app-dir", dir, "--fd", "3",
-		"--log-level", "warning", "--no-access-log", "starlette_routes:app")
+		"--log-level", "warning", "--no-access-log", "starlette_routes:"+name)
 	cmd.ExtraFiles = []*os.File{f} // fd 3
 	cmd.Stderr = app.stderr
 	cmd.Stdout = app.stderr
@@ -77,7 +80,7 @@ func startStarlette(t *testing.T) *starletteApp {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("uvicorn's output:\n%s", app.stderr)
+			t.Logf("uvicorn's output (%s):\n%s", name, app.stderr)
 		}
 	})
 	return app
@@ -85,12 +88,18 @@ func startStarlette(t *testing.T) *starletteApp {
 
 // routed asks Starlette what it makes of target, sent byte for byte. A
 // route's handler answers its name and user id; 405 is a path that
-// matched a route of another method; 307 is Starlette's redirect of a
-// trailing slash, which it sends only when the other spelling matches a
-// route. All three reach the MCP server's route for some caller.
+// matched a route of another method; both reach the MCP server's route.
+// 307 is Starlette's trailing-slash redirect, sent when the other spelling
+// matches a route or a Mount: its Location is followed, once, as a client
+// that follows redirects does.
 func (s *starletteApp) routed(t *testing.T, target string) (string, bool) {
 	t.Helper()
-	status, body, err := rawGet(s.addr, target)
+	return s.routedHops(t, target, 1)
+}
+
+func (s *starletteApp) routedHops(t *testing.T, target string, hops int) (string, bool) {
+	t.Helper()
+	status, header, body, err := rawGet(s.addr, target)
 	if err != nil {
 		t.Fatalf("Starlette, GET %q: %v\n%s", target, err, s.stderr)
 	}
@@ -103,11 +112,31 @@ func (s *starletteApp) routed(t *testing.T, target string) (string, bool) {
 		if err := json.Unmarshal([]byte(body), &m); err != nil {
 			t.Fatalf("Starlette, GET %q: %d %q", target, status, body)
 		}
-		return fmt.Sprintf("%s for %q", m.Route, m.UserID), true
+		return fmt.Sprintf("%s for %q (%s)", m.Route, m.UserID, s.name), true
 	case http.StatusMethodNotAllowed:
-		return "a route of another method", true
+		return "a route of another method (" + s.name + ")", true
 	case http.StatusTemporaryRedirect:
-		return "a route, after its trailing-slash redirect", true
+		loc, err := url.Parse(header.Get("Location"))
+		if err != nil || hops == 0 {
+			return "", false
+		}
+		if what, ok := s.routedHops(t, loc.RequestURI(), hops-1); ok {
+			return what + ", after its trailing-slash redirect to " + loc.RequestURI(), true
+		}
+	}
+	return "", false
+}
+
+// starletteApps are the route table registered both ways; a path is
+// routed when either routes it.
+type starletteApps []*starletteApp
+
+func (apps starletteApps) routed(t *testing.T, target string) (string, bool) {
+	t.Helper()
+	for _, app := range apps {
+		if what, ok := app.routed(t, target); ok {
+			return what, true
+		}
 	}
 	return "", false
 }
@@ -115,23 +144,23 @@ func (s *starletteApp) routed(t *testing.T, target string) (string, bool) {
 // rawGet sends GET target on a connection of its own, target written on
 // the wire as it is (Go's client would normalise it), and reads the
 // answer whole.
-func rawGet(addr, target string) (int, string, error) {
+func rawGet(addr, target string) (int, http.Header, string, error) {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return 0, "", err
+		return 0, nil, "", err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nAccept: application/json\r\n\r\n", target, addr); err != nil {
-		return 0, "", err
+		return 0, nil, "", err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		return 0, "", err
+		return 0, nil, "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
+	return resp.StatusCode, resp.Header, string(body), err
 }
 
 // TestStarletteDifferential sends every generated spelling, raw, to real
@@ -146,7 +175,7 @@ func rawGet(addr, target string) (int, string, error) {
 //
 //	STARLETTE_DIFF_PATHS=20000 STARLETTE_DIFF_SEED=7 go test -run TestStarletteDifferential ./caddyapppw
 func TestStarletteDifferential(t *testing.T) {
-	app := startStarlette(t)
+	app := starletteApps{startStarlette(t, "app"), startStarlette(t, "mounted")}
 	n := 3000
 	if v := os.Getenv("STARLETTE_DIFF_PATHS"); v != "" {
 		var err error
@@ -164,10 +193,12 @@ func TestStarletteDifferential(t *testing.T) {
 	paths := differentialPaths(n, rand.New(rand.NewPCG(seed, 0xA)))
 
 	// The oracle is alive and is Starlette as the issue measured it: the
-	// route, and its %0A spelling, are routes to it.
-	for _, target := range []string{"/api/v1/users/throw1/app-password", "/api/v1/users/throw1/app-password%0A"} {
-		if what, ok := app.routed(t, target); !ok || what != `app-password for "throw1"` {
-			t.Fatalf("Starlette routes %q to %q (%v): the oracle is not the route table", target, what, ok)
+	// route, and its %0A spelling, are routes to both registrations.
+	for _, a := range app {
+		for _, target := range []string{"/api/v1/users/throw1/app-password", "/api/v1/users/throw1/app-password%0A"} {
+			if what, ok := a.routed(t, target); !ok || what != `app-password for "throw1" (`+a.name+`)` {
+				t.Fatalf("Starlette routes %q to %q (%v): the oracle is not the route table", target, what, ok)
+			}
 		}
 	}
 
@@ -181,7 +212,7 @@ func TestStarletteDifferential(t *testing.T) {
 			}
 			for _, target := range paths {
 				what, routes := app.routed(t, target)
-				status, body, err := rawGet(strings.TrimPrefix(e.base, "http://"), target)
+				status, _, body, err := rawGet(strings.TrimPrefix(e.base, "http://"), target)
 				if err != nil {
 					t.Fatalf("Caddy, GET %q: %v", target, err)
 				}
