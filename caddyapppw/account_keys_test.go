@@ -88,3 +88,24 @@ func TestUserIDMismatchCountsAgainstTheAnsweredUID(t *testing.T) {
 	// victim was never a path id nor a login name here.
 	e.expectBlocked(e.call("GET", "/api/v1/users/victim/app-password", "victim:"+alicePW, ""), calls, true)
 }
+
+// TestUnicodeLoginSharesItsLimit is the review's measurement: Nextcloud
+// compares login names with mb_strtolower, so "Änne@example.com" and
+// "änne@example.com" are one account to it; with only ASCII folded they
+// had a budget each (10 wrong guesses reached Nextcloud with attempts 5).
+// Five wrong guesses under one spelling exhaust every other spelling,
+// final sigma included.
+func TestUnicodeLoginSharesItsLimit(t *testing.T) {
+	e := newEnv(t, "")
+	e.nc.AddUser("anne", "Änne@example.com", alicePW)
+	e.nc.AddUser("odos", "ΟΔΟΣ@example.com", alicePW2)
+	for i := range 5 {
+		e.guessAs(fmt.Sprintf("x%04d", i+1), "änne@example.com", alicePW2).expect(t, 401, `{"success":false,"error":"Invalid app password"}`)
+		e.guessAs(fmt.Sprintf("y%04d", i+1), "οδος@example.com", alicePW).expect(t, 401, `{"success":false,"error":"Invalid app password"}`)
+	}
+	calls := e.nc.Calls()
+	e.expectBlocked(e.guessAs("x0006", "Änne@example.com", alicePW), calls, true)
+	e.expectBlocked(e.guessAs("x0007", "ÄNNE@EXAMPLE.COM", alicePW), calls, true)
+	e.expectBlocked(e.guessAs("y0006", "ΟΔΟΣ@example.com", alicePW2), calls, true)
+	e.expectBlocked(e.guessAs("y0007", "οδοσ@example.com", alicePW2), calls, true)
+}

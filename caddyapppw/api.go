@@ -105,6 +105,10 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 	// 3. Rate limit: reserve an attempt now, count it or give it back
 	// once the outcome is known. The login name joins the attempt before
 	// Nextcloud is asked (checkNextcloud).
+	// The body, if any, is read before the reservation (preread).
+	if method != http.MethodGet {
+		preread(req.r)
+	}
 	defer req.res.Release()
 	if e := h.reserveAttempt(&req.res, h.accounts, ratelimit.AccountKey(req.userID)); e != nil {
 		return nil, e
@@ -345,6 +349,9 @@ func (h *Handler) loadAndAuthenticate(req *apiRequest, rejected *apiError) (*vau
 	// nothing: the request's password then goes to Nextcloud.
 	if secretsEqual(stored, req.password) && rec != nil && rec.AppPassword != "" {
 		return rec, nil
+	}
+	if login != req.userID && h.loginBudgetSpent(req, login) {
+		login = req.userID
 	}
 	if e := h.checkNextcloud(req, login, rejected); e != nil {
 		return nil, e

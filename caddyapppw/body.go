@@ -41,6 +41,33 @@ func readBody(r *http.Request) ([]byte, *apiError) {
 	return data, nil
 }
 
+// preread reads r's body, as much of it as readBody would, into memory
+// before the request's attempt is reserved, and puts it back as r.Body for
+// readBody to read at its place in the order of checks, with any read
+// error after it. A reservation on Redis counts only for its lease, the
+// time a request can take once reserved; a body dripped in after the
+// reservation would outlast that lease, and the attempt would stop
+// counting while it still ran. Read first, the body's pace costs no
+// attempt. Answers keep their order: a blocked request is still 429
+// before its body is judged. A body whose Content-Length is too large is
+// left unread, as readBody refuses it without reading.
+func preread(r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength > maxBodyBytes {
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	var rd io.Reader = bytes.NewReader(data)
+	if err != nil {
+		rd = io.MultiReader(rd, errReader{err})
+	}
+	r.Body = io.NopCloser(rd)
+}
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
 // parseBody validates a POST or PATCH body against the supported scopes.
 // An empty body is valid and says nothing (the legacy POST).
 func parseBody(data []byte, supported scopeSet) (requestBody, *apiError) {

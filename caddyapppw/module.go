@@ -142,8 +142,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.accounts, h.addresses, err = rl.Open(ratelimit.Options{
 		Zone: cmp.Or(rl.Zone, repl.ReplaceKnown(h.Nextcloud.URL, "")),
 		// An in-flight attempt on Redis counts for as long as a request
-		// can run: one Nextcloud check, two Vault steps (load, then
-		// write) and, with deliver_to_mcp, the delivery.
+		// can run once reserved: one Nextcloud check, two Vault steps
+		// (load, then write) and, with deliver_to_mcp, the delivery. The
+		// body was read before (preread): its pace is the client's.
 		Lease:      time.Duration(h.Nextcloud.Timeout) + 2*time.Duration(h.Vault.Timeout) + h.deliveryLease(),
 		Replacer:   repl,
 		Logger:     h.logger,
@@ -152,6 +153,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("rate_limit: %w", err)
 	}
+	h.warnAboutLeftmostAddresses(ctx)
 
 	if err := h.provisionSweep(); err != nil {
 		return err

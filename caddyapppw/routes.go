@@ -208,14 +208,23 @@ func (rt router) route(segs []string, fold bool) (route, []string, bool) {
 //   - ";params": kept, dropped from the raw segments (Tomcat, Spring), or
 //     dropped after decoding;
 //   - decoding: each segment on its own, or the whole path before it is
-//     split, so that %2F separates (uvicorn) and a decoded "?" or "#"
-//     ends the path (a proxy that forwards paths decoded); once, or twice
-//     for a chain of two decoders;
+//     split, so that %2F separates, with a decoded "?" or "#" kept as a
+//     character (uvicorn, which splits the query off first: Starlette
+//     routes "/api%2Fv1/users/a%3Fb/access" for the user "a?b") or ending
+//     the path (a proxy that forwards paths decoded); once, or twice for a
+//     chain of two decoders;
 //   - "\": a character, or a separator (WHATWG URL parsers, IIS);
 //   - dot segments: kept, or resolved after decoding, with repeated
 //     slashes merged first (nginx, path.Clean) or, as RFC 3986 and WHATWG
 //     URL parsers do, with each empty segment counted ("/a//../b" is
 //     "/a/b"; WHATWG also reads "%2e" as ".");
+//   - control characters (C0 and DEL, NUL too) in the decoded path: kept,
+//     or dropped. Starlette matches its route patterns with Python's
+//     re.match, whose "$" also matches before a final newline, and uvicorn
+//     decodes %0A before routing, so ".../app-password%0A" is the route to
+//     the MCP server; other routers and proxies trim or strip such bytes.
+//     No route is spelled with one, so a path that lands on a route once
+//     they are dropped is the module's;
 //
 // and the API's words are compared without regard to case (IIS). Only
 // the readings that can differ for this path are tried: each decoding of
@@ -223,9 +232,12 @@ func (rt router) route(segs []string, fold bool) (route, []string, bool) {
 func (rt router) anyReading(path string) bool {
 	once := decodeAll(path)
 	twice := decodeAll(once)
-	wholes, decodes := []bool{false}, []int{1}
+	wholes, decodes := []int{bySegment}, []int{1}
 	if once != path {
-		wholes = []bool{false, true}
+		wholes = []int{bySegment, wholeKept}
+		if strings.ContainsAny(twice, "?#") {
+			wholes = append(wholes, wholeCut)
+		}
 	}
 	if twice != once {
 		decodes = []int{1, 2}
@@ -238,6 +250,10 @@ func (rt router) anyReading(path string) bool {
 	if strings.IndexByte(twice, ';') >= 0 {
 		rawParams, decodedParams = []bool{false, true}, []bool{false, true}
 	}
+	controls := []bool{false}
+	if hasControl(twice) {
+		controls = []bool{false, true}
+	}
 	var segs, stack []string
 	for _, rawp := range rawParams {
 		base := path
@@ -247,15 +263,22 @@ func (rt router) anyReading(path string) bool {
 		for _, whole := range wholes {
 			for _, d := range decodes {
 				segs = split(base, whole, d, segs[:0])
-				for _, bs := range backslashes {
-					for _, decp := range decodedParams {
-						if rawp && decp {
-							continue
+				for _, ctl := range controls {
+					if ctl {
+						for i := range segs {
+							segs[i] = dropControls(segs[i])
 						}
-						for _, dots := range []int{dotsKept, dotsMerged, dotsRFC} {
-							stack = walk(segs, bs, decp, dots, stack[:0])
-							if _, _, ok := rt.route(stack, true); ok {
-								return true
+					}
+					for _, bs := range backslashes {
+						for _, decp := range decodedParams {
+							if rawp && decp {
+								continue
+							}
+							for _, dots := range []int{dotsKept, dotsMerged, dotsRFC} {
+								stack = walk(segs, bs, decp, dots, stack[:0])
+								if _, _, ok := rt.route(stack, true); ok {
+									return true
+								}
 							}
 						}
 					}
@@ -266,19 +289,27 @@ func (rt router) anyReading(path string) bool {
 	return false
 }
 
-// split decodes path n times and splits it at "/": decoded whole first,
-// and then cut at a decoded "?" or "#", or segment by segment.
-func split(path string, whole bool, n int, out []string) []string {
-	if whole {
+// How a reading decodes a path.
+const (
+	bySegment = iota // each segment on its own
+	wholeKept        // the whole path, a decoded "?" or "#" kept in it (uvicorn)
+	wholeCut         // the whole path, cut at a decoded "?" or "#" (a proxy that forwards it decoded)
+)
+
+// split decodes path n times, as whole says, and splits it at "/".
+func split(path string, whole int, n int, out []string) []string {
+	if whole != bySegment {
 		for range n {
 			path = decodeAll(path)
 		}
+	}
+	if whole == wholeCut {
 		if i := strings.IndexAny(path, "?#"); i >= 0 {
 			path = path[:i]
 		}
 	}
 	for seg := range strings.SplitSeq(path, "/") {
-		if !whole {
+		if whole == bySegment {
 			for range n {
 				seg = decodeAll(seg)
 			}
@@ -329,6 +360,35 @@ func push(out []string, seg string, params bool, dots int) []string {
 		return out
 	}
 	return append(out, seg)
+}
+
+// isControl reports the bytes no route is spelled with and some router
+// drops or trims: C0 controls, NUL and newline among them, and DEL.
+func isControl(c byte) bool { return c < 0x20 || c == 0x7f }
+
+// hasControl reports whether s holds a control byte.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if isControl(s[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropControls removes every control byte from s, byte by byte: a decoded
+// path need not be UTF-8.
+func dropControls(s string) string {
+	if !hasControl(s) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if !isControl(s[i]) {
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
 }
 
 // dropParams drops ";..." up to the next "/" from every segment.

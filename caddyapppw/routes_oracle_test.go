@@ -56,13 +56,25 @@ func whatwg(p string) string {
 }
 
 // starlette is uvicorn and Starlette: the whole path decoded, routed as it
-// is, a trailing slash redirected away.
+// is, a trailing slash redirected away; its patterns end in "$", matched
+// with Python's re.match, which also matches before a final newline.
 func starlette(p string) string {
 	p = unquote(p)
 	if len(p) > 1 {
 		p = strings.TrimSuffix(p, "/")
 	}
-	return p
+	return strings.TrimSuffix(p, "\n")
+}
+
+// stripControls is a router or proxy that drops control bytes (C0, DEL)
+// from the decoded path before it routes.
+func stripControls(p string) string {
+	return strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return -1
+		}
+		return c
+	}, p)
 }
 
 type routerModel struct {
@@ -89,6 +101,8 @@ var routerModels = []routerModel{
 	{"whatwg+starlette", func(p string) string { return starlette(whatwg(p)) }, false},
 	// IIS: decodes twice, "\" is "/", normalises, folds case.
 	{"iis", func(p string) string { return normalize(strings.ReplaceAll(unquote(unquote(p)), `\`, "/")) }, true},
+	// A lenient router that also drops control bytes.
+	{"controls dropped", func(p string) string { return normalize(stripControls(unquote(p))) }, false},
 	// Two lenient hops, the second decoding again.
 	{"lenient twice", func(p string) string {
 		once := normalize(dropSegmentParams(unquote(p)))

@@ -103,6 +103,31 @@ var apiSpellings = []string{
 	// an encoded ? that a decoding proxy forwards as the query
 	"/api/v1/scopes%3Fx",
 	"/api/v1/users/alice/access%23x",
+	// a final newline, which Starlette's "$" (Python's re.match) matches
+	// before, decoded by uvicorn; and control characters, NUL included,
+	// that some router or proxy strips or trims
+	"/api/v1/users/alice/app-password%0A",
+	"/api/v1/users/alice/app-password%0D%0A",
+	"/api/v1/scopes%0A",
+	"/api/v1/users/alice/access%0a",
+	"/api/v1/users/alice/scopes%0A",
+	"/api/v1/users/alice/app-password%00",
+	"/api/v1/users/alice/app-password%09",
+	"/api/v1/users/alice/app-password%0D",
+	"/api/v1/users/alice/app-password%7F",
+	"/api/v1/scopes%1F",
+	"/api/v1/sco%00pes",
+	"/api/v1/users/alice/app-%0Apassword",
+	"/api/v1%0A/scopes",
+	"/api/v1/users/alice/app-password%0A/",
+	"/api/v1/users/alice/app-password%250A",
+	// an encoded "?" or "#" inside the id, with a %2F that only a whole
+	// decoding resolves: uvicorn decodes the path after the query is split
+	// off, so Starlette routes the id "al?ice" (found by
+	// TestStarletteDifferential)
+	"/api%2Fv1/users/al%3Fic%65/app-password",
+	"/api%2Fv1/users/al%3Fice/app-password",
+	"/api/v1/users%2Fal%23ice/access",
 }
 
 // idSpellings put more than one segment between "users/" and the action:
@@ -114,6 +139,10 @@ var idSpellings = []string{
 	"/api/v1/users/alice/.//access",
 	"/api/v1/users/alice%2F/access",
 	"/api/v1/users/%2e%2e/access",
+	// the id itself holding a newline or NUL: Starlette's {user_id}
+	// takes any character but "/"
+	"/api/v1/users/alice%0A/app-password",
+	"/api/v1/users/ali%00ce/access",
 }
 
 // reallyDifferent are paths no router maps onto an API route: they are the
@@ -131,6 +160,8 @@ var reallyDifferent = []string{
 	"/mcp",
 	"/messages/?session_id=abc",
 	"/sse/",
+	"/api/v1/users/alice/app-password%0Aextra",
+	"/api/v2/users/alice/app-password%0A",
 }
 
 // TestRouteSpellingsNeverReachBackend drives each spelling through Caddy
@@ -265,5 +296,27 @@ func TestPrefixRefusedAtProvisioning(t *testing.T) {
 		if err := validate(t, site(prefix)); err != nil {
 			t.Errorf("prefix %s refused: %v", prefix, err)
 		}
+	}
+}
+
+// TestNewlineSpellingIsNoDoor is the issue's report: POST
+// .../app-password%0A with a throwaway id and a login name in the body went
+// straight to the MCP server's own copy of the route (uvicorn decodes %0A,
+// Starlette's "$" matches before a final newline), one unlimited guess per
+// throwaway id. The module answers it 400 Invalid path, and neither the
+// backend nor Nextcloud sees it.
+func TestNewlineSpellingIsNoDoor(t *testing.T) {
+	e := newEnv(t, "")
+	e.nc.AddUser("carol", "carol@example.com", alicePW)
+	for i, suffix := range []string{"%0A", "%0D%0A", "%0a", "%00"} {
+		target := fmt.Sprintf("/api/v1/users/throw%d/app-password%s", i, suffix)
+		e.rawCall("POST", target, fmt.Sprintf("throw%d:guess-guess-guess-guess-%d", i, i), `{"username":"carol@example.com"}`).
+			expect(t, 400, invalidPathBody)
+	}
+	if seen := e.backend.requests(); len(seen) != 0 {
+		t.Errorf("backend received %v", seen)
+	}
+	if n := e.nc.Calls(); n != 0 {
+		t.Errorf("Nextcloud asked %d times", n)
 	}
 }

@@ -33,7 +33,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,10 +107,10 @@ func (s *Server) SetLoginFault(login string, f Fault) {
 		s.loginFaults = map[string]Fault{}
 	}
 	if f == (Fault{}) {
-		delete(s.loginFaults, strings.ToLower(login))
+		delete(s.loginFaults, mbStrtolower(login))
 		return
 	}
-	s.loginFaults[strings.ToLower(login)] = f
+	s.loginFaults[mbStrtolower(login)] = f
 }
 
 // Calls is how many requests reached the server.
@@ -138,7 +137,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, version int) {
 	s.forwardedFor = append(s.forwardedFor, r.Header.Get("X-Forwarded-For"))
 	f := s.fault
 	if login, _, ok := r.BasicAuth(); ok && f == (Fault{}) {
-		f = s.loginFaults[strings.ToLower(login)]
+		f = s.loginFaults[mbStrtolower(login)]
 	}
 	s.mu.Unlock()
 

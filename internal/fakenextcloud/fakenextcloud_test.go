@@ -131,6 +131,29 @@ func TestAppPasswordBoundToItsLoginName(t *testing.T) {
 	}
 }
 
+// TestLoginNamesCompareAsMbStrtolower: Nextcloud compares login names
+// with mb_strtolower, full Unicode lower-casing, which since PHP 8.3
+// lowers a final capital sigma to "ς"; strings.ToLower gives "σ" there.
+func TestLoginNamesCompareAsMbStrtolower(t *testing.T) {
+	s := New(t)
+	s.AddUser("anne", "Änne@example.com", pw1)
+	s.AddUser("odos", "ΟΔΟΣ", pw2)
+	s.AddUser("ilse", "İlse", pw3)
+	for _, c := range []struct{ login, password, uid string }{
+		{"änne@example.com", pw1, "anne"},
+		{"ÄNNE@EXAMPLE.COM", pw1, "anne"},
+		{"οδος", pw2, "odos"},
+		{"Οδος", pw2, "odos"},
+		{"οδοσ", pw2, ""}, // a final "σ" is another name to PHP 8.3
+		{"i\u0307lse", pw3, "ilse"},
+		{"ilse", pw3, ""}, // "İ" lowers to "i" and a combining dot
+	} {
+		if got := s.get(t, "v2", c.login, c.password, "").uid(t); got != c.uid {
+			t.Errorf("%s: uid %q, want %q", c.login, got, c.uid)
+		}
+	}
+}
+
 // The throttle follows Nextcloud's Throttler: 0.1 s × 2^failures, 25 s at
 // most, and 429 once the address failed more than 10 times in 30 minutes.
 func TestThrottleDelaysThenRefuses(t *testing.T) {

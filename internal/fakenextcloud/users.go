@@ -2,7 +2,9 @@ package fakenextcloud
 
 import (
 	"net/http"
-	"strings"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
 )
 
 // user is one Nextcloud account.
@@ -163,4 +165,10 @@ func (u *user) logsInAs(login string) bool {
 }
 
 // sameLogin compares login names as Nextcloud does: mb_strtolower on both.
-func sameLogin(a, b string) bool { return strings.ToLower(a) == strings.ToLower(b) }
+func sameLogin(a, b string) bool { return mbStrtolower(a) == mbStrtolower(b) }
+
+// mbStrtolower is PHP's mb_strtolower (PHP 8.3, which Nextcloud runs on):
+// full Unicode lower-casing, "İ" to "i" and a combining dot, a final
+// capital sigma to "ς". strings.ToLower maps rune by rune and does
+// neither.
+func mbStrtolower(s string) string { return cases.Lower(language.Und).String(s) }

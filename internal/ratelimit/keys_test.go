@@ -6,9 +6,49 @@ func TestLimiterKeyFoldsCase(t *testing.T) {
 	if AccountKey("Alice") != AccountKey("alice") || AccountKey("bob") != "bob" {
 		t.Fatal("limiter keys differ by case")
 	}
-	// Only ASCII is folded, as Nextcloud compares logins.
-	if got := AccountKey("ÄNNE@Example.COM"); got != "Änne@example.com" {
-		t.Fatalf("limiterKey = %q", got)
+}
+
+// TestAccountKeyFoldsAsNextcloud: Nextcloud compares login names with
+// mb_strtolower, full Unicode (PHP 8.3 also lowers a final capital sigma
+// to "ς"). Every pair that comparison makes one account is one key here,
+// or an account has two budgets: "Änne" and "änne" had, when only ASCII
+// was folded.
+func TestAccountKeyFoldsAsNextcloud(t *testing.T) {
+	for _, pair := range [][2]string{
+		{"ÄNNE@Example.COM", "änne@example.com"},
+		{"Änne", "änne"},
+		{"ΟΔΟΣ", "οδος"}, // final sigma: mb_strtolower gives "ς" (PHP 8.3)
+		{"ΟΔΟΣ", "οδοσ"}, // and "σ" before PHP 8.3
+		{"ΣΑΣ", "σας"},
+		{"İstanbul", "i\u0307stanbul"}, // full lower mapping: "i" and a combining dot
+		{"ẞ", "ß"},
+		{"Ǆemal", "ǆemal"},
+		{"\u212Aelvin", "kelvin"}, // KELVIN SIGN lowers to "k"
+		{"\u2126", "ω"},           // OHM SIGN lowers to omega
+		{"ДМИТРИЙ", "дмитрий"},
+		{"ＡＢＣ", "ａｂｃ"}, // fullwidth letters have case too
+	} {
+		if a, b := AccountKey(pair[0]), AccountKey(pair[1]); a != b {
+			t.Errorf("AccountKey(%q) = %q, AccountKey(%q) = %q: one account to Nextcloud, two budgets", pair[0], a, pair[1], b)
+		}
+	}
+	for _, name := range []string{"ΟΔΟΣ", "İstanbul", "Straße", "alice", "ÄNNE", "\u212A"} {
+		if k := AccountKey(name); AccountKey(k) != k {
+			t.Errorf("AccountKey(%q) = %q is not its own key (%q)", name, k, AccountKey(k))
+		}
+	}
+	// Invalid UTF-8 is no login name Nextcloud knows, but must still be
+	// one key of its own, unchanged in its ASCII-free bytes.
+	if AccountKey("a\xffB") != AccountKey("A\xffb") {
+		t.Errorf("invalid UTF-8 folded inconsistently")
+	}
+}
+
+// TestAccountKeyASCIIAllocatesNothing: the common name costs no
+// allocation when it is lower case already.
+func TestAccountKeyASCIIAllocatesNothing(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = AccountKey("alice@example.com") }); n != 0 {
+		t.Errorf("AccountKey allocates %v times for a lower-case ASCII name", n)
 	}
 }
 
