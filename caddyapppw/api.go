@@ -42,6 +42,8 @@ type apiRequest struct {
 	// under (nil: the user id): what a delivery settles and sends.
 	saved *vaultkv.Record
 	login *string
+	// unlock releases the user's delivery lock (lockDelivery), if taken.
+	unlock func()
 }
 
 // serveAPI answers one request of the API. The log line is written before
@@ -110,6 +112,11 @@ func (h *Handler) handle(req *apiRequest) (any, *apiError) {
 		preread(req.r)
 	}
 	defer req.res.Release()
+	defer func() {
+		if req.unlock != nil {
+			req.unlock()
+		}
+	}()
 	if e := h.reserveAttempt(&req.res, h.accounts, ratelimit.AccountKey(req.userID)); e != nil {
 		return nil, e
 	}
@@ -180,6 +187,9 @@ func (h *Handler) provision(req *apiRequest) (any, *apiError) {
 	}
 	// 7. Vault: optimistic create first, the common case and one round
 	// trip; a re-provision keeps the first created_at.
+	if e := h.lockDelivery(req); e != nil {
+		return nil, e
+	}
 	ctx, cancel := h.storeContext(req.r.Context())
 	defer cancel()
 	now := h.now().Unix()
@@ -240,6 +250,9 @@ func (h *Handler) remove(req *apiRequest) (any, *apiError) {
 		// provisioned before the module exists only in the MCP server's
 		// database, and the deletion must reach it there.
 		return messageResponse{Success: true, Message: "No app password found to delete"}, nil
+	}
+	if e := h.lockDelivery(req); e != nil {
+		return nil, e
 	}
 	ctx, cancel := h.storeContext(req.r.Context())
 	defer cancel()
@@ -302,6 +315,9 @@ func (h *Handler) updateScopes(req *apiRequest) (any, *apiError) {
 	}
 	if rec == nil || rec.Removed() {
 		return nil, errNotProvisioned
+	}
+	if e := h.lockDelivery(req); e != nil {
+		return nil, e
 	}
 	ctx, cancel := h.storeContext(req.r.Context())
 	defer cancel()

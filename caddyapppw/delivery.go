@@ -47,6 +47,25 @@ func change(rt route, method string) vaultkv.Pending {
 	return vaultkv.PendingPost
 }
 
+// lockDelivery takes the user's delivery lock (redelivery.Lock) for the
+// rest of the request, with delivery on: from the Vault write through the
+// delivery to the settling, no re-delivery round of this process hands
+// the MCP server the user's older state in between. It waits at most as
+// long as a change can take; past that the answer is 503.
+func (h *Handler) lockDelivery(req *apiRequest) *apiError {
+	if !h.DeliverToMCP || req.unlock != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(req.r.Context(), deliveryTimeout+2*time.Duration(h.Vault.Timeout))
+	defer cancel()
+	unlock, err := redelivery.Lock(ctx, req.userID)
+	if err != nil {
+		return errStorage.withCause(fmt.Errorf("waiting for the user's delivery in progress: %w", err))
+	}
+	req.unlock = unlock
+	return nil
+}
+
 // deliveryLease is how much longer an attempt can run with delivery on:
 // the rate limit's reservation on Redis must outlive the request.
 func (h *Handler) deliveryLease() time.Duration {

@@ -134,6 +134,10 @@ func (redeliveryObserver) Redelivered(result string) {
 	metrics.redeliveries.WithLabelValues(result).Inc()
 }
 
+// Standby zeroes the gauge: only the replica holding the lease counts,
+// so alerts can take the maximum over replicas.
+func (redeliveryObserver) Standby() { metrics.pendingDeliveries.Set(0) }
+
 func (redeliveryObserver) Pending(n int) {
 	metrics.redeliveryRounds.Inc()
 	metrics.pendingDeliveries.Set(float64(n))

@@ -39,12 +39,16 @@ type Observer interface {
 	// Pending ends a round: the number of records that owed the MCP
 	// server a change at its end.
 	Pending(n int)
+	// Standby says another replica holds the lease: this process's
+	// count of pending changes is no longer current.
+	Standby()
 }
 
 type nopObserver struct{}
 
 func (nopObserver) Redelivered(string) {}
 func (nopObserver) Pending(int)        {}
+func (nopObserver) Standby()           {}
 
 // Deps are what a Worker works with.
 type Deps struct {
@@ -194,6 +198,7 @@ func (w *Worker) LeasedRound(ctx context.Context) (int, error) {
 			return -1, err
 		}
 		if !held {
+			w.deps.Observer.Standby()
 			return -1, nil
 		}
 	}
@@ -209,25 +214,36 @@ func (w *Worker) Round(ctx context.Context) (int, error) {
 	}
 	pending := 0
 	for _, id := range ids {
-		if ctx.Err() != nil {
-			return pending, ctx.Err()
-		}
-		rec, err := w.deps.Store.Load(ctx, id)
-		if errors.Is(err, vaultkv.ErrNotFound) || errors.Is(err, vaultkv.ErrMalformed) {
-			continue
-		}
+		owes, err := w.visit(ctx, id)
 		if err != nil {
 			return pending, err
 		}
-		if rec.MCPPending == vaultkv.PendingNone {
-			continue
-		}
-		if !w.redeliver(ctx, rec) {
+		if owes {
 			pending++
 		}
 	}
 	w.deps.Observer.Pending(pending)
 	return pending, nil
+}
+
+// visit reads one user's record and re-delivers what it owes, under the
+// user's lock, and reports whether it still owes a change.
+func (w *Worker) visit(ctx context.Context, id string) (bool, error) {
+	unlock, err := Lock(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	rec, err := w.deps.Store.Load(ctx, id)
+	switch {
+	case errors.Is(err, vaultkv.ErrNotFound) || errors.Is(err, vaultkv.ErrMalformed):
+		return false, nil
+	case err != nil:
+		return false, err
+	case rec.MCPPending == vaultkv.PendingNone:
+		return false, nil
+	}
+	return !w.redeliver(ctx, rec), nil
 }
 
 // redeliver delivers what rec owes and reports whether the MCP server

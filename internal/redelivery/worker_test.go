@@ -30,12 +30,19 @@ type counts struct {
 	mu      sync.Mutex
 	results map[string]int
 	pending []int
+	standby int
 }
 
 func (c *counts) Redelivered(r string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.results[r]++
+}
+
+func (c *counts) Standby() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.standby++
 }
 
 func (c *counts) Pending(n int) {
@@ -188,9 +195,9 @@ func TestLeasedRound(t *testing.T) {
 	if ok, _ := lease.Acquire(context.Background(), "other", now, time.Hour); !ok {
 		t.Fatal("the lease was not free")
 	}
-	w, _ := newWorker(t, s, a, &now, lease)
-	if n, err := w.LeasedRound(context.Background()); n != -1 || err != nil || len(a.asked) != 0 {
-		t.Fatalf("round without the lease: %d, %v, asked %d", n, err, len(a.asked))
+	w, c := newWorker(t, s, a, &now, lease)
+	if n, err := w.LeasedRound(context.Background()); n != -1 || err != nil || len(a.asked) != 0 || c.standby != 1 {
+		t.Fatalf("round without the lease: %d, %v, asked %d, standby %d", n, err, len(a.asked), c.standby)
 	}
 	now = now.Add(time.Hour)
 	if n, err := w.LeasedRound(context.Background()); n != 1 || err != nil || len(a.asked) != 1 {
