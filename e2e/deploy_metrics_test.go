@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,9 +42,11 @@ func namesIn(text string) []string {
 
 // TestDeployMetricsExported scrapes a running Caddy (the binary built from
 // xcaddy.json) after traffic that touches every path the module counts —
-// stored, refused, rate-limited, delivered, Nextcloud unreachable, Vault
-// refusing, Redis down, a sweep round — and checks that every series the
-// alerting rules and the dashboard query is exported.
+// stored, refused, rate-limited, delivered, a delivery to an MCP server
+// that is down and the re-delivery round it starts, Nextcloud unreachable,
+// Vault refusing, Redis down, a sweep round — and checks that every series
+// the alerting rules and the dashboard query is exported, and that the
+// re-delivery round was counted.
 func TestDeployMetricsExported(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Caddy and runs the dev Vault: the full suite runs it")
@@ -68,8 +71,8 @@ func TestDeployMetricsExported(t *testing.T) {
 	nc := fakenextcloud.New(t)
 	nc.AddUser("alice", "", appPassword)
 	upstream, _ := passThroughBackend(t, nc.URL)
-	siteA, siteB, siteC, siteD, admin := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	closed := freeAddr(t) // nothing listens: Redis and a Nextcloud that are down
+	siteA, siteB, siteC, siteD, siteE, admin := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	closed := freeAddr(t) // nothing listens: Redis, Nextcloud and an MCP server that are down
 	caddyfile := fmt.Sprintf(`{
 	admin %[1]s
 }
@@ -89,7 +92,11 @@ http://%[2]s {
 			per_address 50 1h
 		}
 		sweep off
-		deliver_to_mcp %[9]s
+		# One round at start, then none while the test runs: only site E's
+		# rounds set the pending gauge (one per process).
+		deliver_to_mcp %[9]s {
+			interval 1h
+		}
 	}
 	reverse_proxy %[9]s
 }
@@ -138,7 +145,27 @@ http://%[5]s {
 	}
 	reverse_proxy %[9]s
 }
-`, admin, siteA, siteB, siteC, siteD, nc.URL, vault.Addr, closed, upstream)
+# Delivers to an MCP server that is down: the client gets 502, Vault keeps
+# the change marked, and the re-delivery rounds (under their own path
+# prefix, so site A's rounds never see the record) try it again.
+http://%[10]s {
+	app_password {
+		nextcloud %[6]s
+		vault %[7]s {
+			token {env.VAULT_TOKEN}
+			path_prefix e2e-mcp-down
+		}
+		rate_limit 5 1h {
+			zone e
+		}
+		sweep off
+		deliver_to_mcp %[8]s {
+			interval 1s
+		}
+	}
+	reverse_proxy %[8]s
+}
+`, admin, siteA, siteB, siteC, siteD, nc.URL, vault.Addr, closed, upstream, siteE)
 	file := filepath.Join(t.TempDir(), "Caddyfile")
 	writeFile(t, file, caddyfile)
 	proc, err := caddyproc.Start(bin, file, t.TempDir(), "VAULT_TOKEN="+vault.Token)
@@ -161,6 +188,7 @@ http://%[5]s {
 		{siteA, "alice", appPassword, 200},                       // stored, delivered
 		{siteB, "alice", appPassword, 502},                       // Nextcloud unreachable
 		{siteC, "alice", appPassword, 503},                       // Vault refuses
+		{siteE, "alice", appPassword, 502},                       // stored, the MCP server down
 		{siteA, "mallory", "Wrong-Passw-ord00-Guess-00001", 401}, // counted
 	} {
 		if got := post(c.site, c.user, c.password); got != c.want {
@@ -175,8 +203,16 @@ http://%[5]s {
 		}
 	}
 
-	// The sweep's round ends within seconds; poll the scrape until every
-	// wanted series is there.
+	// The sweep's round ends within seconds, and site E's failed delivery
+	// starts a re-delivery round at once; poll the scrape until every
+	// wanted series is there and the round has been counted: one record
+	// owed, the MCP server still unreachable.
+	counted := map[string]float64{
+		`caddy_app_password_redelivery_rounds_total`:                                      1,
+		`caddy_app_password_redeliveries_total{result="unreachable"}`:                     1,
+		`caddy_app_password_deliveries_pending`:                                           1,
+		`caddy_app_password_deliveries_total{outcome="unreachable",route="app-password"}`: 1,
+	}
 	var missing []string
 	var exposition string
 	deadline := time.Now().Add(90 * time.Second)
@@ -189,13 +225,19 @@ http://%[5]s {
 				missing = append(missing, n)
 			}
 		}
+		values := sampleValues(exposition)
+		for s, least := range counted {
+			if v, ok := values[s]; !ok || v < least {
+				missing = append(missing, fmt.Sprintf("%s >= %v", s, least))
+			}
+		}
 		if len(missing) == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(250 * time.Millisecond) // polling the scrape, not waiting out a time
 	}
 	if len(missing) > 0 {
-		t.Fatalf("the rules and the dashboard query series Caddy does not export after the traffic: %v\nexported:\n%s", missing, grepLines(exposition, "caddy_app_password"))
+		t.Fatalf("the rules and the dashboard query series Caddy does not export after the traffic (or the re-delivery round was not counted): %v\nexported:\n%s", missing, grepLines(exposition, "caddy_app_password"))
 	}
 	t.Logf("every series the rules and the dashboard query is exported: %v", wanted)
 }
@@ -226,6 +268,26 @@ func seriesNames(exposition string) map[string]bool {
 		name, _, _ := strings.Cut(line, "{")
 		name, _, _ = strings.Cut(name, " ")
 		out[name] = true
+	}
+	return out
+}
+
+// sampleValues returns the value of each sample in a text exposition, by
+// the series as written there (name and labels, in the exposition's
+// order: sorted by label name).
+func sampleValues(exposition string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(exposition, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
 	}
 	return out
 }
