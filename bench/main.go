@@ -45,6 +45,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddy-apppw/caddy-apppw/internal/atexit"
 	"github.com/caddy-apppw/caddy-apppw/internal/devvault"
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
 )
@@ -70,22 +71,9 @@ type plan struct {
 	profile int // seconds of the CPU profile (-profile)
 }
 
-// cleanups are run last first, when main returns and when the harness
-// fails: os.Exit skips deferred calls, and a failed run must not leave
-// Caddy, Vault or the temporary directory behind.
-type cleanups []func()
-
-func (c *cleanups) Cleanup(f func()) { *c = append(*c, f) }
-
-func (c *cleanups) run() {
-	for len(*c) > 0 {
-		f := (*c)[len(*c)-1]
-		*c = (*c)[:len(*c)-1]
-		f()
-	}
-}
-
-var atExit cleanups
+// atExit holds what the run started, stopped last first at its end or
+// when it fails.
+var atExit atexit.Cleanups
 
 func main() {
 	smoke := flag.Bool("smoke", false, "run each part for a moment (CI: the harness works; the figures mean nothing)")
@@ -105,7 +93,7 @@ func main() {
 	dir, err := os.MkdirTemp("", "caddy-apppw-bench")
 	must(err)
 	atExit.Cleanup(func() { _ = os.RemoveAll(dir) })
-	defer atExit.run()
+	defer atExit.Run()
 
 	step("building Caddy with the module (cmd/caddy)")
 	bin := filepath.Join(dir, "caddy")

@@ -71,6 +71,6 @@ func must(err error) {
 
 func fail(msg string) {
 	fmt.Fprintln(os.Stderr, "bench:", msg)
-	atExit.run()
+	atExit.Run()
 	os.Exit(1)
 }

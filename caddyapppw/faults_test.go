@@ -87,24 +87,7 @@ func TestVaultKilledMidLoadThenRestarted(t *testing.T) {
 		}
 		return a.status
 	}
-	// load sends from four workers until until() holds.
-	load := func(until func() bool) {
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for {
-					mu.Lock()
-					done := until()
-					mu.Unlock()
-					if done {
-						return
-					}
-					post()
-				}
-			})
-		}
-		wg.Wait()
-	}
+	load := func(until func() bool) { fourWorkersUntil(&mu, until, func() { post() }) }
 
 	load(func() bool { return len(stored) >= 40 })
 	e.vault.Kill()

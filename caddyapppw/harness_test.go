@@ -510,3 +510,23 @@ func (e *env) causeLogged(prefix string) bool {
 	}
 	return false
 }
+
+// fourWorkersUntil runs send from four goroutines until until, read under
+// mu, holds: load that keeps a server busy through a fault.
+func fourWorkersUntil(mu *sync.Mutex, until func() bool, send func()) {
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				done := until()
+				mu.Unlock()
+				if done {
+					return
+				}
+				send()
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -127,23 +127,7 @@ func activeNodeKilled(t *testing.T, vaultOptions, tryDuration string) {
 				`{"success":true,"user_id":"`+uid+`","has_app_password":true}`)
 		}
 	}
-	load := func(until func() bool) {
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for {
-					mu.Lock()
-					done := until()
-					mu.Unlock()
-					if done {
-						return
-					}
-					round()
-				}
-			})
-		}
-		wg.Wait()
-	}
+	load := func(until func() bool) { fourWorkersUntil(&mu, until, round) }
 
 	load(func() bool { return len(stored) >= 20 })
 	old := c.Active()

@@ -36,6 +36,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/caddy-apppw/caddy-apppw/internal/atexit"
 )
 
 const password = "Abcde-Fghij-Klmno-Pqrst-Uvwxy"
@@ -48,19 +50,9 @@ type plan struct {
 	after           time.Duration // each failure's phase, at least
 }
 
-type cleanups []func()
-
-func (c *cleanups) Cleanup(f func()) { *c = append(*c, f) }
-
-func (c *cleanups) run() {
-	for len(*c) > 0 {
-		f := (*c)[len(*c)-1]
-		*c = (*c)[:len(*c)-1]
-		f()
-	}
-}
-
-var atExit cleanups
+// atExit holds what the run started, stopped last first at its end or
+// when it fails.
+var atExit atexit.Cleanups
 
 func main() {
 	smoke := flag.Bool("smoke", false, "short phases and few users (CI: the harness and the guarantees; the figures mean little)")
@@ -73,7 +65,7 @@ func main() {
 	dir, err := os.MkdirTemp("", "caddy-apppw-failover")
 	must(err)
 	atExit.Cleanup(func() { _ = os.RemoveAll(dir) })
-	defer atExit.run()
+	defer atExit.Run()
 
 	step("building Caddy with the module (cmd/caddy)")
 	bin := filepath.Join(dir, "caddy")
@@ -92,7 +84,7 @@ func main() {
 		for _, v := range r {
 			fmt.Fprintln(os.Stderr, "VIOLATED:", v)
 		}
-		atExit.run()
+		atExit.Run()
 		os.Exit(1)
 	}
 	fmt.Println("all hard requirements hold")
@@ -108,6 +100,6 @@ func must(err error) {
 
 func fail(msg string) {
 	fmt.Fprintln(os.Stderr, "failover:", msg)
-	atExit.run()
+	atExit.Run()
 	os.Exit(1)
 }
