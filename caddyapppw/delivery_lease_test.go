@@ -31,7 +31,7 @@ func TestDeliveryLengthensTheRedisLease(t *testing.T) {
 	// The handler as its JSON config says it, as Caddy would load it.
 	var h Handler
 	cfg := fmt.Sprintf(`{"nextcloud": {"url": "http://nextcloud.invalid", "timeout": %d}, "vault": {"timeout": %d},
-		"deliver_to_mcp": true, "rate_limit": {"attempts": 1, "zone": "lease-%d", "redis": {"url": %q}}}`,
+		"deliver_to_mcp": true, "mcp_server": "http://127.0.0.1:9", "rate_limit": {"attempts": 1, "zone": "lease-%d", "redis": {"url": %q}}}`,
 		short, short, bareZones.Add(1), srv.URL())
 	if err := json.Unmarshal([]byte(cfg), &h); err != nil {
 		t.Fatal(err)
