@@ -224,6 +224,17 @@ func TestRetriedDeleteAfterAFailedDelivery(t *testing.T) {
 	e.call("POST", path, "carol:"+alicePW, `{"username": "carol@example.com"}`).expectStatus(t, 200)
 	mcp.failWith(http.StatusBadGateway)
 	e.call("DELETE", path, "carol:"+alicePW, "").expect(t, 502, notAccepted)
+	// The failure's own round (rounds are an hour apart otherwise) meets
+	// the MCP server failing too; only then does it come back, so the
+	// client's retry, not a round, delivers the deletion.
+	waitFor(t, 20*time.Second, "the failure's round", func() bool {
+		for _, l := range e.redeliveryLines() {
+			if l["user_id"] == "carol" && l["result"] == "unreachable" {
+				return true
+			}
+		}
+		return false
+	})
 	mcp.failWith(0)
 	e.call("DELETE", path, "carol:"+alicePW, "").
 		expect(t, 200, `{"success":true,"message":"App password deleted for carol"}`)
