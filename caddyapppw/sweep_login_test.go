@@ -4,10 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/caddy-apppw/caddy-apppw/internal/fakenextcloud"
-	"github.com/caddy-apppw/caddy-apppw/internal/nextcloud"
 	"github.com/caddy-apppw/caddy-apppw/internal/sweep"
 	"github.com/caddy-apppw/caddy-apppw/internal/sweep/sweeptest"
 )
@@ -39,13 +36,7 @@ func TestSweepLogsInWithTheStoredLoginName(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := &nextcloud.Config{URL: nc.URL}
-	cfg.SetDefaults()
-	client, err := nextcloud.New(cfg, caddy.NewReplacer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
+	client := nextcloudClient(t, nc.URL)
 	clock := sweeptest.NewClock(sweepStart)
 	clock.SetAuto(true)
 	s, err := sweep.New(sweep.Config{}, sweep.Deps{Store: sweepStore{mem}, Checker: sweepChecker{client}, Clock: clock})

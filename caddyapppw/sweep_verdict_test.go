@@ -18,13 +18,7 @@ func TestSweepVerdicts(t *testing.T) {
 	nc := fakenextcloud.New(t)
 	nc.DisableBruteForceProtection()
 	nc.AddUser("alice", "alice@example.com", alicePW)
-	cfg := &nextcloud.Config{URL: nc.URL}
-	cfg.SetDefaults()
-	client, err := nextcloud.New(cfg, caddy.NewReplacer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
+	client := nextcloudClient(t, nc.URL)
 	checker := sweepChecker{client}
 
 	for _, c := range []struct {
@@ -68,4 +62,18 @@ func TestSweepVerdicts(t *testing.T) {
 			t.Errorf("check %d carried X-Forwarded-For %q", i, ff)
 		}
 	}
+}
+
+// nextcloudClient is the module's Nextcloud client for url, with the
+// defaults, closed when the test ends.
+func nextcloudClient(t *testing.T, url string) *nextcloud.Client {
+	t.Helper()
+	cfg := &nextcloud.Config{URL: url}
+	cfg.SetDefaults()
+	client, err := nextcloud.New(cfg, caddy.NewReplacer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return client
 }
